@@ -1,0 +1,195 @@
+"""One EraseDiff micro-step: draw the forget and remain micro-batches, run the UNet, and backpropagate
+L_r + λf in one pass (fixed λ) or ∇f and ∇L_r in two passes kept apart (bome, cosine)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .gradients import ForgetGradientBuffer
+from .latent_cache import EncodedImageSet
+from .objective import (
+    ForgetNoise,
+    anchor_loss,
+    denoising_target,
+    estimate_forget_minimum,
+    implied_noise,
+    neggrad_loss,
+    remain_loss,
+    shifted_noise_loss,
+)
+from .randomness import SampleStream, global_positions
+
+
+@dataclass(frozen=True)
+class ErasureSettings:
+    """The objective's settings (DESIGN.md §2), fixed for a run."""
+
+    forget_target: str = "shifted_noise"
+    forget_noise: ForgetNoise = ForgetNoise()
+    lambda_mode: str = "bome"
+    lambda_value: float = 1.0
+    eta: float = 1.0
+    prediction_type: str = "epsilon"
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether λ is computed from the gradients (two backward passes) rather than fixed."""
+        return self.lambda_mode != "fixed"
+
+
+@dataclass
+class MicroBatch:
+    """One set's samples for one micro-step, noised and ready for the UNet."""
+
+    latents: torch.Tensor
+    prompt_embeds: torch.Tensor
+    noisy_latents: torch.Tensor
+    timesteps: torch.Tensor
+    noise: torch.Tensor
+    forget_noise: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+
+def draw_micro_batch(
+    data: EncodedImageSet, stream: SampleStream, positions: list[int], scheduler, device, forget_noise: ForgetNoise | None = None
+) -> MicroBatch:
+    """Looks up the cached inputs of the samples at ``positions`` and noises them with their own draws."""
+    draws = stream.draw(positions, data.latent_shape, scheduler.config.num_train_timesteps, forget_noise)
+    latents, embeds = data.batch(draws, device)
+    noise = draws.noise.to(device)
+    timesteps = draws.timesteps.to(device)
+    return MicroBatch(
+        latents=latents,
+        prompt_embeds=embeds,
+        noisy_latents=scheduler.add_noise(latents, noise, timesteps),
+        timesteps=timesteps,
+        noise=noise,
+        forget_noise=None if draws.forget_noise is None else draws.forget_noise.to(device),
+    )
+
+
+def predict(unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """One UNet forward over the concatenated batches (optionally with other prompt embeddings), split back."""
+    embeds = prompt_embeds if prompt_embeds is not None else [b.prompt_embeds for b in batches]
+    output = unet(
+        torch.cat([b.noisy_latents for b in batches]).to(dtype),
+        torch.cat([b.timesteps for b in batches]),
+        encoder_hidden_states=torch.cat(embeds).to(dtype),
+        return_dict=False,
+    )[0]
+    return list(output.split([len(b) for b in batches]))
+
+
+def remain_loss_of(batch: MicroBatch, output: torch.Tensor, scheduler, prediction_type: str) -> torch.Tensor:
+    """L_r of a remain micro-batch from the UNet's output on it."""
+    return remain_loss(output, denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler))
+
+
+def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """sg[model_θ(z_t, t, c_anchor)], computed without building a graph."""
+    with torch.no_grad():
+        return predict(unet, [batch], dtype, [anchor_embeds.expand(len(batch), -1, -1)])[0]
+
+
+def forget_loss_of(
+    batch: MicroBatch, output: torch.Tensor, scheduler, settings: ErasureSettings, anchor_output: torch.Tensor | None = None
+) -> torch.Tensor:
+    """f of a forget micro-batch from the UNet's output on it, for the configured forget target."""
+    if settings.forget_target == "shifted_noise":
+        alphas_cumprod = scheduler.alphas_cumprod.to(batch.timesteps.device)[batch.timesteps]
+        predicted = implied_noise(output.float(), batch.noisy_latents.float(), alphas_cumprod, settings.prediction_type)
+        return shifted_noise_loss(predicted, batch.forget_noise)
+    if settings.forget_target == "anchor":
+        return anchor_loss(output, anchor_output)
+    if settings.forget_target == "neggrad":
+        target = denoising_target(batch.latents, batch.noise, batch.timesteps, settings.prediction_type, scheduler)
+        return neggrad_loss(output, target)
+    raise ValueError(f"unknown forget target {settings.forget_target!r}")
+
+
+class ErasureStep:
+    """Runs the forward and backward passes of one micro-step under ``accelerator.accumulate``."""
+
+    def __init__(
+        self,
+        accelerator,
+        unet,
+        scheduler,
+        settings: ErasureSettings,
+        forget_set: EncodedImageSet,
+        remain_set: EncodedImageSet,
+        forget_stream: SampleStream,
+        remain_stream: SampleStream,
+        forget_batch_size: int,
+        remain_batch_size: int,
+        trainable_parameters: list[torch.nn.Parameter],
+        model_dtype: torch.dtype,
+        anchor_embeds: torch.Tensor | None = None,
+    ):
+        self.accelerator, self.unet, self.scheduler, self.settings = accelerator, unet, scheduler, settings
+        self.forget_set, self.remain_set = forget_set, remain_set
+        self.forget_stream, self.remain_stream = forget_stream, remain_stream
+        self.forget_batch_size, self.remain_batch_size = forget_batch_size, remain_batch_size
+        self.model_dtype, self.anchor_embeds = model_dtype, anchor_embeds
+        self.trainable_parameters = trainable_parameters
+        self.forget_buffer = ForgetGradientBuffer(trainable_parameters) if settings.adaptive else None
+
+    def draw(self, micro_batch_index: int) -> tuple[MicroBatch, MicroBatch]:
+        """This process's forget and remain micro-batches for global micro-batch ``micro_batch_index``."""
+        rank, world, device = self.accelerator.process_index, self.accelerator.num_processes, self.accelerator.device
+        forget = draw_micro_batch(
+            self.forget_set,
+            self.forget_stream,
+            global_positions(micro_batch_index, rank, world, self.forget_batch_size),
+            self.scheduler,
+            device,
+            self.settings.forget_noise,
+        )
+        remain = draw_micro_batch(
+            self.remain_set, self.remain_stream, global_positions(micro_batch_index, rank, world, self.remain_batch_size), self.scheduler, device
+        )
+        return forget, remain
+
+    def run(self, micro_batch_index: int) -> tuple[torch.Tensor, torch.Tensor, MicroBatch]:
+        """Forward and backward for one micro-step; returns detached (L_r, f) and the forget micro-batch."""
+        forget, remain = self.draw(micro_batch_index)
+        anchor_output = (
+            anchor_prediction(self.unet, forget, self.anchor_embeds, self.model_dtype)
+            if self.settings.forget_target == "anchor"
+            else None
+        )
+        if not self.settings.adaptive:
+            remain_output, forget_output = predict(self.unet, [remain, forget], self.model_dtype)
+            remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings.prediction_type)
+            forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
+            self.accelerator.backward(remain_value + self.settings.lambda_value * forget_value)
+            return remain_value.detach(), forget_value.detach(), forget
+        with self.forget_buffer.collecting_forget():
+            forget_output = predict(self.unet, [forget], self.model_dtype)[0]
+            forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
+            self.accelerator.backward(forget_value)
+        remain_output = predict(self.unet, [remain], self.model_dtype)[0]
+        remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings.prediction_type)
+        self.accelerator.backward(remain_value)
+        return remain_value.detach(), forget_value.detach(), forget
+
+    def weigh_gradients(self) -> torch.Tensor:
+        """After the last micro-step of an optimizer step: leaves ∇L_r + λ∇f in ``.grad`` and returns λ."""
+        if self.forget_buffer is None:
+            return torch.tensor(self.settings.lambda_value)
+        return self.forget_buffer.apply_lambda(self.settings.lambda_mode, self.settings.eta)
+
+    def estimate_forget_minimum(self, forget: MicroBatch, inner_steps: int, inner_learning_rate: float) -> float:
+        """The paper's K-step estimate of f* on this forget micro-batch (parameters restored afterwards)."""
+        unet = self.accelerator.unwrap_model(self.unet)
+
+        def forget_value() -> torch.Tensor:
+            anchor_output = anchor_prediction(unet, forget, self.anchor_embeds, self.model_dtype) if self.settings.forget_target == "anchor" else None
+            with self.accelerator.autocast():
+                return forget_loss_of(forget, predict(unet, [forget], self.model_dtype)[0], self.scheduler, self.settings, anchor_output)
+
+        return estimate_forget_minimum(self.trainable_parameters, forget_value, inner_steps, inner_learning_rate)

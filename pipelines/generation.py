@@ -1,0 +1,115 @@
+"""Generating the forget/remain image sets with the base pipeline itself (as EraseDiff, SalUn and ESD do).
+
+Images land in an imagefolder layout with a metadata.jsonl so users can inspect them and reruns reuse
+them. Each image is written under a temporary name and renamed, and image i is always drawn from the
+same seed, so a set cut short by a crash is completed on the next run, image for image as it would have been.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .data_sources import METADATA_FILE, CaptionedImages, read_image_folder
+from .errors import InputError
+from .randomness import derive_seed
+
+SETTINGS_FILE = "generation.json"
+_GENERATION_STREAM = 3
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that decides what the generated images look like; a rerun reuses images only if equal."""
+
+    base_model: str
+    prompts: tuple[str, ...]
+    num_images: int
+    num_inference_steps: int
+    guidance_scale: float
+    resolution: int
+    seed: int
+
+    def prompt_for(self, index: int) -> str:
+        """Image ``index`` uses the prompts in turn, cycling."""
+        return self.prompts[index % len(self.prompts)]
+
+
+def image_file_name(index: int) -> str:
+    """The file name of generated image ``index``."""
+    return f"{index:05d}.png"
+
+
+def _recorded_settings(folder: str) -> dict | None:
+    path = os.path.join(folder, SETTINGS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _settings_record(settings: GenerationSettings) -> dict:
+    return json.loads(json.dumps(asdict(settings)))  # tuples become lists, as read back from disk
+
+
+def check_generated_folder(folder: str, settings: GenerationSettings, replace: bool) -> None:
+    """Refuses to mix images made with other settings into ``folder`` unless ``replace`` is set."""
+    recorded = _recorded_settings(folder)
+    if recorded is None or recorded == _settings_record(settings) or replace:
+        return
+    raise InputError(
+        f"{folder} holds images generated with other settings ({SETTINGS_FILE}); use another --output_dir, "
+        "delete that folder, or pass --overwrite_output_dir to regenerate it"
+    )
+
+
+def generate_image_set(pipeline, folder: str, settings: GenerationSettings, batch_size: int, accelerator, replace: bool = False) -> CaptionedImages:
+    """Generates the missing images of ``settings`` into ``folder`` (split across processes) and returns
+    the complete set."""
+    check_generated_folder(folder, settings, replace)
+    if accelerator.is_main_process:
+        os.makedirs(folder, exist_ok=True)
+        if _recorded_settings(folder) != _settings_record(settings):
+            for name in os.listdir(folder):
+                if name.endswith(".png") or name in (METADATA_FILE, SETTINGS_FILE):
+                    os.remove(os.path.join(folder, name))
+            with open(os.path.join(folder, SETTINGS_FILE), "w", encoding="utf-8") as handle:
+                json.dump(_settings_record(settings), handle, indent=2)
+    accelerator.wait_for_everyone()
+
+    missing = [i for i in range(settings.num_images) if not os.path.isfile(os.path.join(folder, image_file_name(i)))]
+    mine = missing[accelerator.process_index :: accelerator.num_processes]
+    batches = [mine[start : start + batch_size] for start in range(0, len(mine), batch_size)]
+    pipeline.set_progress_bar_config(disable=True)
+    for batch in tqdm(batches, desc=f"generating {os.path.basename(folder)} images", disable=not accelerator.is_local_main_process):
+        generators = [
+            torch.Generator(device=pipeline.device).manual_seed(derive_seed(settings.seed, _GENERATION_STREAM, i))
+            for i in batch
+        ]
+        with torch.no_grad():
+            images = pipeline(
+                [settings.prompt_for(i) for i in batch],
+                num_inference_steps=settings.num_inference_steps,
+                guidance_scale=settings.guidance_scale,
+                height=settings.resolution,
+                width=settings.resolution,
+                generator=generators,
+            ).images
+        for index, image in zip(batch, images):
+            final_path = os.path.join(folder, image_file_name(index))
+            image.save(final_path + ".tmp", format="PNG")
+            os.replace(final_path + ".tmp", final_path)
+    accelerator.wait_for_everyone()
+
+    if accelerator.is_main_process:
+        with open(os.path.join(folder, METADATA_FILE), "w", encoding="utf-8") as handle:
+            for i in range(settings.num_images):
+                handle.write(json.dumps({"file_name": image_file_name(i), "text": settings.prompt_for(i)}) + "\n")
+    accelerator.wait_for_everyone()
+    generated = read_image_folder(folder, "generated data", verify=False)
+    generated.sources = [f"generated by {settings.base_model} ({settings.num_images} images, {len(settings.prompts)} prompts)"]
+    return generated

@@ -1,0 +1,132 @@
+"""Loading the base Stable Diffusion components for training, and the checks that need torch but no
+weights (device support, the model folder, the VAE's downsampling factor)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .errors import InputError
+
+_PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+@dataclass
+class LoadedModels:
+    """The base model's parts, with the dtypes the run uses."""
+
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    vae: torch.nn.Module
+    unet: torch.nn.Module
+    noise_scheduler: object  # DDPM, for training
+    inference_scheduler: object  # the pipeline's own, for generation and validation
+    weight_dtype: torch.dtype  # frozen parts (and a LoRA run's UNet)
+    model_dtype: torch.dtype  # what the UNet computes in
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not os.path.exists(name)
+
+
+def check_model_location(path: str) -> None:
+    """A local model must be a diffusers Stable Diffusion folder; anything else must look like a Hub id."""
+    if os.path.isdir(path):
+        index_path = os.path.join(path, "model_index.json")
+        if not os.path.isfile(index_path):
+            raise InputError(f"--pretrained_model_name_or_path {path} has no model_index.json; give a diffusers Stable Diffusion pipeline folder")
+        with open(index_path, encoding="utf-8") as handle:
+            index = json.load(handle)
+        missing = [c for c in _PIPELINE_COMPONENTS if c not in index]
+        if missing:
+            raise InputError(f"--pretrained_model_name_or_path {path} is not a Stable Diffusion pipeline (no {', '.join(missing)} in model_index.json)")
+    elif not _looks_like_hub_id(path):
+        raise InputError(f"--pretrained_model_name_or_path {path} does not exist; give a local pipeline folder or a Hub id such as CompVis/stable-diffusion-v1-4")
+
+
+def check_runtime_support(args) -> None:
+    """Refuses options this machine cannot run, before any model loads."""
+    from diffusers.utils.import_utils import is_xformers_available
+
+    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise InputError("--mixed_precision fp16 needs a CUDA GPU; use bf16 or no on the CPU")
+    if args.enable_xformers_memory_efficient_attention and not (torch.cuda.is_available() and is_xformers_available()):
+        raise InputError("--enable_xformers_memory_efficient_attention needs a CUDA GPU and xformers; drop it to use PyTorch SDPA")
+    if args.use_8bit_adam:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as error:
+            raise InputError(f"--use_8bit_adam needs bitsandbytes ({error}); pip install bitsandbytes or drop the flag") from error
+    check_model_location(args.pretrained_model_name_or_path)
+
+
+def check_resolution(args) -> None:
+    """The resolution must be a multiple of the VAE's downsampling factor (read from its config only)."""
+    from diffusers import AutoencoderKL
+
+    config = AutoencoderKL.load_config(args.pretrained_model_name_or_path, subfolder="vae", revision=args.revision, cache_dir=args.cache_dir)
+    factor = 2 ** (len(config["block_out_channels"]) - 1)
+    if args.resolution % factor:
+        raise InputError(f"--resolution {args.resolution} is not a multiple of the VAE's downsampling factor {factor}")
+
+
+def _scheduler_class(args):
+    import diffusers
+
+    index = diffusers.DiffusionPipeline.load_config(args.pretrained_model_name_or_path, revision=args.revision, cache_dir=args.cache_dir)
+    return getattr(diffusers, index["scheduler"][1])
+
+
+def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
+    """Loads tokenizer, text encoder, VAE, UNet and schedulers; freezes the VAE and text encoder."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path, revision, variant, cache = args.pretrained_model_name_or_path, args.revision, args.variant, args.cache_dir
+    tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", revision=revision, cache_dir=cache)
+    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", revision=revision, variant=variant, cache_dir=cache)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", revision=revision, variant=variant, cache_dir=cache)
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", revision=revision, variant=variant, cache_dir=cache)
+    noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
+    inference_scheduler = _scheduler_class(args).from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
+    if args.prediction_type is not None:
+        noise_scheduler.register_to_config(prediction_type=args.prediction_type)
+        inference_scheduler.register_to_config(prediction_type=args.prediction_type)
+
+    vae.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    unet.requires_grad_(False)
+    model_dtype = weight_dtype if args.use_lora else torch.float32
+    for module, dtype in ((vae, weight_dtype), (text_encoder, weight_dtype), (unet, model_dtype)):
+        module.to(device)
+        if dtype != torch.float32:  # cast only when needed: diffusers warns on every dtype cast
+            module.to(dtype=dtype)
+    if args.enable_xformers_memory_efficient_attention:
+        unet.enable_xformers_memory_efficient_attention()
+    return LoadedModels(tokenizer, text_encoder, vae, unet, noise_scheduler, inference_scheduler, weight_dtype, model_dtype)
+
+
+def make_pipeline(models: LoadedModels, unet) -> "StableDiffusionPipeline":  # noqa: F821
+    """A StableDiffusionPipeline over the loaded parts and the given UNet, without a safety checker (it
+    would black out the forget images that erasing nudity needs)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=models.vae,
+        text_encoder=models.text_encoder,
+        tokenizer=models.tokenizer,
+        unet=unet,
+        scheduler=models.inference_scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def mixed_precision_dtype(mixed_precision: str) -> torch.dtype:
+    """The dtype of frozen weights under accelerate's mixed-precision setting."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)

@@ -1,0 +1,190 @@
+"""The EraseDiff objective as plain functions of tensors (docs/method.md maps each to its equation).
+
+Notation (paper, Algorithm 1): L_r is the remain loss, f the forget loss, f* its minimum,
+q = f - f* the constraint gap and λ the weight of ∇q in the update ∇L_r + λ∇q.
+Nothing here reads files or touches the network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .options import DEFAULT_FORGET_NOISE_MEAN, DEFAULT_FORGET_NOISE_STD, FORGET_NOISES, PREDICTION_TYPES
+
+
+# Below this squared norm ∇q counts as zero and λ is 0 (DESIGN.md §2).
+ZERO_GRADIENT_NORM_SQUARED = 1e-24
+
+
+@dataclass(frozen=True)
+class ForgetNoise:
+    """The distribution of ε_f: uniform or Gaussian with mean ``mean`` and standard deviation ``std``."""
+
+    kind: str = "uniform"
+    mean: float = DEFAULT_FORGET_NOISE_MEAN
+    std: float = DEFAULT_FORGET_NOISE_STD
+
+    def sample(self, shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws ε_f on the CPU (the caller moves it), so draws do not depend on the device."""
+        if self.kind == "uniform":
+            # A uniform with std σ spans √12·σ; centred on the mean.
+            width = math.sqrt(12.0) * self.std
+            return (torch.rand(shape, generator=generator) - 0.5) * width + self.mean
+        if self.kind == "gaussian":
+            return torch.randn(shape, generator=generator) * self.std + self.mean
+        raise ValueError(f"unknown forget noise {self.kind!r}; choose from {FORGET_NOISES}")
+
+
+def denoising_target(
+    latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, prediction_type: str, scheduler
+) -> torch.Tensor:
+    """The ordinary regression target: ε for epsilon models, v = √ᾱ_t ε − √(1−ᾱ_t) z for v_prediction."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    raise ValueError(f"unknown prediction type {prediction_type!r}; choose from {PREDICTION_TYPES}")
+
+
+def implied_noise(
+    model_output: torch.Tensor,
+    noisy_latents: torch.Tensor,
+    alphas_cumprod_t: torch.Tensor,
+    prediction_type: str,
+) -> torch.Tensor:
+    """ε̂_θ: the output itself for epsilon models, √ᾱ_t·v̂ + √(1−ᾱ_t)·x_t for v_prediction models.
+
+    ``alphas_cumprod_t`` holds ᾱ_t per sample (shape [B]).
+    """
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type == "v_prediction":
+        alpha_bar = alphas_cumprod_t.to(model_output.dtype).view(-1, *([1] * (model_output.dim() - 1)))
+        return alpha_bar.sqrt() * model_output + (1.0 - alpha_bar).sqrt() * noisy_latents
+    raise ValueError(f"unknown prediction type {prediction_type!r}; choose from {PREDICTION_TYPES}")
+
+
+def remain_loss(model_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_r = E‖target(z_r, ε, t) − model_θ(z_t, t, c_r)‖², averaged over elements."""
+    return F.mse_loss(model_output.float(), target.float())
+
+
+def shifted_noise_loss(predicted_noise: torch.Tensor, forget_noise: torch.Tensor) -> torch.Tensor:
+    """f(θ) = E‖ε_f − ε̂_θ(√ᾱ_t z_f + √(1−ᾱ_t) ε, t, c_f)‖² (paper Eq. 2), averaged over elements."""
+    return F.mse_loss(predicted_noise.float(), forget_noise.float())
+
+
+def anchor_loss(model_output: torch.Tensor, anchor_output: torch.Tensor) -> torch.Tensor:
+    """f(θ) = E‖model_θ(z_t, t, c_f) − sg[model_θ(z_t, t, c_anchor)]‖²; the anchor carries no gradient."""
+    return F.mse_loss(model_output.float(), anchor_output.detach().float())
+
+
+def neggrad_loss(model_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The gradient-ascent baseline: f(θ) = −L_denoise(D_f). It has no minimum."""
+    return -F.mse_loss(model_output.float(), target.float())
+
+
+def known_forget_minimum(forget_target: str, forget_noise: ForgetNoise) -> float | None:
+    """f* in closed form where it exists: σ² per element for shifted_noise (ε_f is independent of the
+    input, so the best prediction is its mean), 0 for anchor, none for neggrad."""
+    if forget_target == "shifted_noise":
+        return forget_noise.std**2
+    if forget_target == "anchor":
+        return 0.0
+    return None
+
+
+def constraint_gap(forget_value: torch.Tensor | float, forget_minimum: torch.Tensor | float) -> torch.Tensor | float:
+    """q(θ) = f(θ) − f*."""
+    return forget_value - forget_minimum
+
+
+def _dot(left: Sequence[torch.Tensor], right: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([torch.dot(a.reshape(-1).float(), b.reshape(-1).float()) for a, b in zip(left, right)]).sum()
+
+
+def _norm_squared(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([n.float() for n in torch._foreach_norm(list(tensors))]).pow(2).sum()
+
+
+def bome_lambda(
+    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float
+) -> torch.Tensor:
+    """λ = max(η‖∇q‖² − ⟨∇L_r, ∇q⟩, 0) / ‖∇q‖² (BOME!), and 0 where ∇q vanishes."""
+    gap_norm_sq = _norm_squared(gap_grads)
+    if gap_norm_sq <= ZERO_GRADIENT_NORM_SQUARED:
+        return torch.zeros((), device=gap_norm_sq.device)
+    return torch.clamp(eta * gap_norm_sq - _dot(remain_grads, gap_grads), min=0.0) / gap_norm_sq
+
+
+def cosine_lambda(
+    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float
+) -> torch.Tensor:
+    """λ = max(η − cos(∇L_r, ∇q), 0), the official code's rule, and 0 where ∇q vanishes."""
+    gap_norm_sq = _norm_squared(gap_grads)
+    remain_norm_sq = _norm_squared(remain_grads)
+    if gap_norm_sq <= ZERO_GRADIENT_NORM_SQUARED:
+        return torch.zeros((), device=gap_norm_sq.device)
+    denominator = (gap_norm_sq * remain_norm_sq).sqrt()
+    cosine = _dot(remain_grads, gap_grads) / denominator if denominator > 0 else torch.zeros_like(denominator)
+    return torch.clamp(eta - cosine, min=0.0)
+
+
+def adaptive_lambda(
+    mode: str, remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float
+) -> torch.Tensor:
+    """Dispatches to the λ rule named by ``mode`` ("bome" or "cosine")."""
+    if mode == "bome":
+        return bome_lambda(remain_grads, gap_grads, eta)
+    if mode == "cosine":
+        return cosine_lambda(remain_grads, gap_grads, eta)
+    raise ValueError(f"{mode!r} is not an adaptive λ rule; choose bome or cosine")
+
+
+def combine_gradients(
+    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], lam: torch.Tensor | float
+) -> None:
+    """Writes ∇L_r + λ∇q into ``remain_grads`` in place (∇q = ∇f because f* is a constant)."""
+    lam = float(lam)
+    if lam != 0.0:
+        torch._foreach_add_(list(remain_grads), list(gap_grads), alpha=lam)
+
+
+def estimate_forget_minimum(
+    parameters: Sequence[torch.nn.Parameter],
+    forget_value_fn: Callable[[], torch.Tensor],
+    inner_steps: int,
+    inner_learning_rate: float,
+) -> float:
+    """The paper's estimate of f*: f(θ^K) after K gradient steps on f from θ.
+
+    The steps run with their own SGD state on the live parameters and are undone before returning:
+    parameter values, their ``.grad`` and any outer optimizer state are exactly as they were. Gradients
+    come from ``torch.autograd.grad`` so that no gradient hook (DDP's included) sees them. Because no λ rule
+    reads f*, this only measures the constraint gap; it never changes the update.
+    """
+    parameters = list(parameters)
+    saved_values = [p.detach().clone() for p in parameters]
+    try:
+        for _ in range(inner_steps):
+            grads = torch.autograd.grad(forget_value_fn(), parameters, allow_unused=True)
+            with torch.no_grad():
+                for parameter, grad in zip(parameters, grads):
+                    if grad is not None:
+                        parameter.add_(grad.to(parameter.dtype), alpha=-inner_learning_rate)
+        with torch.no_grad():
+            return float(forget_value_fn())
+    finally:
+        with torch.no_grad():
+            for parameter, saved in zip(parameters, saved_values):
+                parameter.copy_(saved)
+
+
+def parameter_grads(parameters: Iterable[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """The ``.grad`` tensors of the parameters that have one."""
+    return [p.grad for p in parameters if p.grad is not None]

@@ -1,0 +1,13 @@
+"""The choices and defaults that argument parsing needs, importable without torch (parsing runs first)."""
+
+import math
+
+FORGET_TARGETS = ("shifted_noise", "anchor", "neggrad")
+FORGET_NOISES = ("uniform", "gaussian")
+LAMBDA_MODES = ("fixed", "bome", "cosine")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+TRAIN_METHODS = ("full", "xattn", "noxattn", "selfattn", "notime")
+DEFAULT_LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
+
+DEFAULT_FORGET_NOISE_MEAN = 0.5
+DEFAULT_FORGET_NOISE_STD = 1.0 / math.sqrt(12.0)  # with mean 0.5: U[0, 1), the paper's choice

@@ -1,0 +1,69 @@
+"""The output folder: refusing to clobber someone else's files, recording the run's arguments, and
+writing the result as LoRA weights or a full diffusers pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+
+ARGS_FILE = "erasediff_args.json"
+LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+# Never written to disk or logs: they are credentials.
+SECRET_ARGUMENTS = ("hub_token",)
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Raises ValueError (one line, naming --output_dir) when the folder cannot or should not be written."""
+    probe = os.path.abspath(output_dir)
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if os.path.isfile(probe):
+        where = "is a file" if probe == os.path.abspath(output_dir) else f"lies under the file {probe}"
+        raise ValueError(f"--output_dir {output_dir} {where}; choose a folder path")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.isfile(os.path.join(output_dir, ARGS_FILE)):
+        if not overwrite:
+            raise ValueError(
+                f"--output_dir {output_dir} is not empty and holds no earlier EraseDiff run; choose an empty folder "
+                "or pass --overwrite_output_dir to write into it (nothing in it is deleted)"
+            )
+
+
+def public_arguments(args) -> dict:
+    """The run's arguments without secrets, as JSON-ready values."""
+    return {key: value for key, value in vars(args).items() if key not in SECRET_ARGUMENTS}
+
+
+def read_recorded_arguments(output_dir: str) -> dict | None:
+    """The arguments an earlier run recorded in ``output_dir``, if any."""
+    path = os.path.join(output_dir, ARGS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def save_arguments(args, output_dir: str) -> None:
+    """Writes ``erasediff_args.json`` (never the Hub token)."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, ARGS_FILE), "w", encoding="utf-8") as handle:
+        json.dump(public_arguments(args), handle, indent=2, sort_keys=True)
+
+
+def save_lora_weights(unet, output_dir: str) -> str:
+    """Writes the UNet's LoRA adapter as ``pytorch_lora_weights.safetensors`` in diffusers' format, loadable
+    with ``StableDiffusionPipeline.load_lora_weights``."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(output_dir, unet_lora_layers=layers, safe_serialization=True)
+    return os.path.join(output_dir, LORA_WEIGHTS_FILE)
+
+
+def save_full_pipeline(base_model: str, unet, output_dir: str, revision: str | None = None, variant: str | None = None) -> None:
+    """Writes the base pipeline with the trained UNet (other components reloaded in their own dtype)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline.from_pretrained(base_model, unet=unet, revision=revision, variant=variant)
+    pipeline.save_pretrained(output_dir, safe_serialization=True)

@@ -1,0 +1,71 @@
+"""Validation images: the same prompts and seeds before, during and after training, a before/after grid
+on disk, and the images logged to the trackers."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .randomness import derive_seed
+
+VALIDATION_GRID_FILE = "validation_grid.png"
+_VALIDATION_STREAM = 4
+
+
+def generate_validation_images(
+    pipeline, prompts: Sequence[str], num_images: int, seed: int, num_inference_steps: int, guidance_scale: float, resolution: int
+) -> list[list[Image.Image]]:
+    """``num_images`` images per prompt; image j of prompt i always uses the same seed, so runs compare."""
+    pipeline.set_progress_bar_config(disable=True)
+    images = []
+    for i, prompt in enumerate(prompts):
+        generators = [
+            torch.Generator(device=pipeline.device).manual_seed(derive_seed(seed, _VALIDATION_STREAM, i, j))
+            for j in range(num_images)
+        ]
+        with torch.no_grad():
+            result = pipeline(
+                [prompt] * num_images,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                height=resolution,
+                width=resolution,
+                generator=generators,
+            )
+        images.append(result.images)
+    return images
+
+
+def before_after_grid(before: list[list[Image.Image]], after: list[list[Image.Image]]) -> Image.Image:
+    """One row per prompt: its images before training, then the same seeds after."""
+    from diffusers.utils import make_image_grid
+
+    rows = [image for row_before, row_after in zip(before, after) for image in (*row_before, *row_after)]
+    return make_image_grid(rows, rows=len(before), cols=len(before[0]) + len(after[0]))
+
+
+def save_validation_grid(before, after, output_dir: str) -> str:
+    """Writes ``validation_grid.png`` and returns its path."""
+    path = os.path.join(output_dir, VALIDATION_GRID_FILE)
+    before_after_grid(before, after).save(path)
+    return path
+
+
+def log_validation_images(accelerator, images: list[list[Image.Image]], prompts: Sequence[str], phase: str, step: int) -> None:
+    """Sends the images to every tracker that takes images (tensorboard, wandb)."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            for prompt, row in zip(prompts, images):
+                stacked = np.stack([np.asarray(image) for image in row])
+                tracker.writer.add_images(f"{phase}/{prompt}", stacked, step, dataformats="NHWC")
+        elif tracker.name == "wandb":
+            import wandb
+
+            tracker.log(
+                {phase: [wandb.Image(image, caption=prompt) for prompt, row in zip(prompts, images) for image in row]},
+                step=step,
+            )

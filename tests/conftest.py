@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny pipelines (one epsilon, one v_prediction) and small image folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from tiny_models import build_tiny_pipeline  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A tiny epsilon-prediction Stable Diffusion pipeline folder."""
+    return build_tiny_pipeline(str(tmp_path_factory.mktemp("tiny-sd-epsilon")), "epsilon")
+
+
+@pytest.fixture(scope="session")
+def tiny_v_model(tmp_path_factory) -> str:
+    """A tiny v_prediction Stable Diffusion pipeline folder (SD 2.x style)."""
+    return build_tiny_pipeline(str(tmp_path_factory.mktemp("tiny-sd-v")), "v_prediction", seed=1)
+
+
+def write_image_folder(folder, captions: list[str], size: tuple[int, int] = (16, 16), seed: int = 0) -> str:
+    """An imagefolder layout of random images with the given captions."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "metadata.jsonl"), "w", encoding="utf-8") as handle:
+        for i, caption in enumerate(captions):
+            name = f"img{i}.png"
+            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(os.path.join(folder, name))
+            handle.write(json.dumps({"file_name": name, "text": caption}) + "\n")
+    return str(folder)

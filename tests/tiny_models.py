@@ -1,0 +1,114 @@
+"""Tiny Stable Diffusion pipelines built from configs (real diffusers/transformers classes, random
+weights), so tests never download a model."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import torch
+
+# Whole words get their own token; anything else falls back to single characters.
+VOCAB_WORDS = (
+    "a an the of in by on at with and photo painting picture drawing style artwork portrait landscape "
+    "still life city street van gogh claude monet pablo picasso cat dog car tree house kitchen beach "
+    "person fully clothed night lake mountain bowl fruit table library books"
+).split()
+MAX_TOKENS = 24
+
+
+def _byte_alphabet() -> list[str]:
+    """CLIP's byte-level alphabet: printable bytes map to themselves, the rest to code points from 256."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    symbols, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + extra))
+            extra += 1
+    return symbols
+
+
+def write_tokenizer_files(folder: str) -> int:
+    """Writes vocab.json and merges.txt of a tiny CLIP BPE vocabulary; returns the vocabulary size."""
+    alphabet = _byte_alphabet()
+    vocab: dict[str, int] = {}
+    for symbol in alphabet + [s + "</w>" for s in alphabet]:
+        vocab[symbol] = len(vocab)
+    merges: list[str] = []
+    for word in VOCAB_WORDS:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merged = pieces[0] + pieces[1]
+            merge = f"{pieces[0]} {pieces[1]}"
+            if merge not in merges:
+                merges.append(merge)
+            vocab.setdefault(merged, len(vocab))
+            pieces = [merged] + pieces[2:]
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as handle:
+        json.dump(vocab, handle)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as handle:
+        handle.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return len(vocab)
+
+
+def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int = 0) -> str:
+    """Saves a tiny StableDiffusionPipeline (16-px images, 8x8 latents) to ``folder`` and returns it."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    vocab_dir = tempfile.mkdtemp(prefix="tiny-clip-vocab-")
+    vocab_size = write_tokenizer_files(vocab_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=MAX_TOKENS)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=MAX_TOKENS,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder)
+    return folder
