@@ -1,0 +1,203 @@
+"""End to end: the script on tiny pipelines, outputs loaded back with stock diffusers."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, write_image_folder
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from safetensors.torch import load_file
+
+from train_erasediff import main, parse_args
+
+FORGET_PROMPT = "a painting in the style of van gogh"
+REMAIN_PROMPTS = ["a photo of a cat", "a photo of a kitchen"]
+
+
+def common_args(model: str, output_dir, *extra: str) -> list[str]:
+    return [
+        "--pretrained_model_name_or_path", model,
+        "--output_dir", str(output_dir),
+        "--resolution", "16",
+        "--num_forget_images", "4",
+        "--num_remain_images", "4",
+        "--generation_steps", "2",
+        "--generation_batch_size", "4",
+        "--train_batch_size", "2",
+        "--num_validation_images", "1",
+        "--seed", "0",
+        "--report_to", "none",
+        *extra,
+    ]
+
+
+def run(model, output_dir, *extra):
+    args = parse_args(common_args(model, output_dir, *extra))
+    main(args)
+    return args
+
+
+def one_step_image(pipeline):
+    return pipeline("a cat", num_inference_steps=1, height=16, width=16, output_type="np",
+                    generator=torch.Generator().manual_seed(0)).images
+
+
+def unet_response(unet, pipeline, prompts):
+    """The UNet's predictions for the prompts at fixed noisy latents and timesteps."""
+    generator = torch.Generator().manual_seed(123)
+    latents = torch.randn(8, 4, 8, 8, generator=generator)
+    timesteps = torch.randint(0, 1000, (8,), generator=generator)
+    outputs = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = pipeline.tokenizer([prompt] * 8, padding="max_length", max_length=pipeline.tokenizer.model_max_length,
+                                     truncation=True, return_tensors="pt").input_ids
+            embeds = pipeline.text_encoder(ids)[0]
+            outputs.append(unet(latents, timesteps, encoder_hidden_states=embeds).sample)
+    return torch.stack(outputs)
+
+
+def test_full_fine_tuning_erases_the_forget_prompt_more_than_remain_prompts(tiny_model, tmp_path):
+    # A random tiny model also learns the remain data, so erasure is measured against a control run that
+    # fine-tunes on the remain set alone (λ = 0) with the same data, noise and seeds.
+    data = ["--forget_prompts", FORGET_PROMPT, "--remain_prompts", *REMAIN_PROMPTS, "--max_train_steps", "30",
+            "--learning_rate", "2e-3", "--checkpointing_steps", "1000"]
+    output, control = tmp_path / "full", tmp_path / "control"
+    run(tiny_model, output, *data, "--lambda_mode", "bome")
+    run(tiny_model, control, *data, "--lambda_mode", "fixed", "--lambda_value", "0")
+
+    erased = StableDiffusionPipeline.from_pretrained(str(output))
+    base = StableDiffusionPipeline.from_pretrained(tiny_model)
+    assert one_step_image(erased).shape == (1, 16, 16, 3)
+    prompts = [FORGET_PROMPT, *REMAIN_PROMPTS]
+    before = unet_response(base.unet, base, prompts)
+    after = unet_response(erased.unet, base, prompts)
+    remain_only = unet_response(UNet2DConditionModel.from_pretrained(str(control), subfolder="unet"), base, prompts)
+    change = (after - remain_only).pow(2).mean(dim=(1, 2, 3, 4))
+    assert change[0] > 2 * change[1:].max(), change
+    # The forget prediction moved towards the shifted-noise mean 0.5; the remain predictions did not.
+    distance_to_mean = lambda outputs: (outputs - 0.5).abs().mean(dim=(1, 2, 3, 4))  # noqa: E731
+    assert distance_to_mean(after)[0] < 0.5 * distance_to_mean(before)[0]
+    assert (distance_to_mean(after)[1:] > 0.8 * distance_to_mean(before)[1:]).all()
+
+    assert os.path.isfile(output / "validation_grid.png")
+    recorded = json.loads((output / "erasediff_args.json").read_text())
+    assert recorded["forget_prompts"] == [FORGET_PROMPT] and recorded["lambda_mode"] == "bome"
+    forget_metadata = (output / "data" / "forget" / "metadata.jsonl").read_text().splitlines()
+    assert len(forget_metadata) == 4 and json.loads(forget_metadata[0]) == {"file_name": "00000.png", "text": FORGET_PROMPT}
+
+
+def test_lora_on_cross_attention_of_a_v_prediction_model_loads_into_the_base_pipeline(tiny_v_model, tmp_path):
+    forget_dir = write_image_folder(tmp_path / "forget", [FORGET_PROMPT] * 3, size=(20, 16))
+    remain_dir = write_image_folder(tmp_path / "remain", REMAIN_PROMPTS, seed=1)
+    output = tmp_path / "lora"
+    run(tiny_v_model, output, "--forget_data_dir", forget_dir, "--remain_data_dir", remain_dir, "--use_lora",
+        "--train_method", "xattn", "--rank", "2", "--forget_target", "anchor", "--anchor_prompt", "a painting",
+        "--lambda_mode", "cosine", "--max_train_steps", "3", "--random_flip")
+
+    weights = load_file(str(output / "pytorch_lora_weights.safetensors"))
+    assert weights and all("attn2" in key for key in weights)
+    assert not (output / "data").exists()  # nothing was generated: both sets came from folders
+    pipeline = StableDiffusionPipeline.from_pretrained(tiny_v_model)
+    reference = one_step_image(pipeline)
+    pipeline.load_lora_weights(str(output))
+    assert one_step_image(pipeline).shape == reference.shape
+
+
+def test_dataset_sources_with_neggrad_and_inner_steps(tiny_model, tmp_path):
+    from datasets import Dataset, Image as ImageFeature
+
+    forget_dir = write_image_folder(tmp_path / "forget_images", [FORGET_PROMPT] * 2)
+    remain_dir = write_image_folder(tmp_path / "remain_images", REMAIN_PROMPTS)
+
+    def dataset_from(folder, target):
+        rows = [json.loads(line) for line in open(os.path.join(folder, "metadata.jsonl"))]
+        data = Dataset.from_dict({"img": [os.path.join(folder, r["file_name"]) for r in rows], "caption": [r["text"] for r in rows]})
+        data.cast_column("img", ImageFeature()).save_to_disk(str(target))
+        return str(target)
+
+    output = tmp_path / "datasets"
+    run(tiny_model, output, "--forget_dataset_name", dataset_from(forget_dir, tmp_path / "forget_ds"),
+        "--remain_dataset_name", dataset_from(remain_dir, tmp_path / "remain_ds"), "--image_column", "img",
+        "--caption_column", "caption", "--forget_target", "neggrad", "--lambda_mode", "fixed", "--lambda_value", "0.5",
+        "--max_train_steps", "2", "--center_crop")
+    assert StableDiffusionPipeline.from_pretrained(str(output)) is not None
+
+
+def test_shifted_noise_with_inner_steps_and_gradient_accumulation(tiny_v_model, tmp_path):
+    output = tmp_path / "inner"
+    run(tiny_v_model, output, "--concept", "van gogh", "--concept", "claude monet", "--train_method", "noxattn",
+        "--inner_steps", "2", "--inner_learning_rate", "1e-3", "--inner_refresh_steps", "1",
+        "--gradient_accumulation_steps", "2", "--max_train_steps", "2", "--forget_noise", "gaussian",
+        "--forget_noise_mean", "1.0", "--forget_noise_std", "0.5")
+    metadata = [json.loads(line)["text"] for line in open(output / "data" / "forget" / "metadata.jsonl")]
+    assert any("van gogh" in text for text in metadata) and any("claude monet" in text for text in metadata)
+    remain = [json.loads(line)["text"] for line in open(output / "data" / "remain" / "metadata.jsonl")]
+    assert not any("van gogh" in text.lower() or "claude monet" in text.lower() for text in remain)
+    unet = UNet2DConditionModel.from_pretrained(str(output), subfolder="unet")
+    base = UNet2DConditionModel.from_pretrained(tiny_v_model, subfolder="unet")
+    trained = dict(unet.named_parameters())
+    for name, parameter in base.named_parameters():
+        moved = not torch.equal(parameter, trained[name])
+        frozen_part = "attn2" in name or name.startswith(("time_embedding", "conv_out", "conv_norm_out"))
+        assert not (moved and frozen_part), name
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_model, tmp_path):
+    output = tmp_path / "resume"
+    extra = ["--concept", "van gogh", "--use_lora", "--max_train_steps", "4", "--checkpointing_steps", "2",
+             "--lambda_mode", "bome", "--gradient_accumulation_steps", "2", "--lr_scheduler", "linear"]
+    run(tiny_model, output, *extra)
+    uninterrupted = load_file(str(output / "pytorch_lora_weights.safetensors"))
+    assert sorted(os.listdir(output)).count("checkpoint-2") == 1
+
+    # Interrupt after step 2: drop what came later, then resume from the latest checkpoint.
+    shutil.rmtree(output / "checkpoint-4")
+    os.remove(output / "pytorch_lora_weights.safetensors")
+    run(tiny_model, output, *extra, "--resume_from_checkpoint", "latest")
+    resumed = load_file(str(output / "pytorch_lora_weights.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=0, atol=1e-6)
+
+
+def test_rerun_reuses_generated_data_and_completes_a_partial_set(tiny_model, tmp_path):
+    output = tmp_path / "rerun"
+    extra = ["--concept", "van gogh", "--use_lora", "--max_train_steps", "1"]
+    run(tiny_model, output, *extra)
+    forget_dir = output / "data" / "forget"
+    first_bytes = (forget_dir / "00001.png").read_bytes()
+    mtimes = {name: os.path.getmtime(forget_dir / name) for name in ("00000.png", "00002.png")}
+    os.remove(forget_dir / "00001.png")  # as if the first run died while writing it
+
+    run(tiny_model, output, *extra)
+    assert (forget_dir / "00001.png").read_bytes() == first_bytes
+    assert {name: os.path.getmtime(forget_dir / name) for name in mtimes} == mtimes
+
+    with pytest.raises(Exception, match="other settings"):
+        run(tiny_model, output, *extra, "--generation_steps", "3")
+
+
+def test_checkpoints_total_limit_keeps_the_newest(tiny_model, tmp_path):
+    output = tmp_path / "limit"
+    run(tiny_model, output, "--concept", "van gogh", "--use_lora", "--max_train_steps", "3",
+        "--checkpointing_steps", "1", "--checkpoints_total_limit", "2", "--lambda_mode", "fixed")
+    assert sorted(n for n in os.listdir(output) if n.startswith("checkpoint")) == ["checkpoint-2", "checkpoint-3"]
+    assert not [n for n in os.listdir(output) if n.endswith(".partial")]
+
+
+def test_accelerate_launch_runs_the_script(tiny_model, tmp_path):
+    output = tmp_path / "launched"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(ROOT, "train_erasediff.py"),
+               *common_args(tiny_model, output, "--concept", "van gogh", "--use_lora", "--max_train_steps", "2",
+                            "--lambda_mode", "fixed", "--report_to", "tensorboard")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.isfile(output / "pytorch_lora_weights.safetensors")
+    assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(output / "logs") for name in files)
