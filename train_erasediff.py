@@ -182,6 +182,7 @@ def main(args: argparse.Namespace) -> None:
     from accelerate.logging import get_logger
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
     from tqdm.auto import tqdm
 
     from pipelines.checkpoints import checkpoint_step, register_trainable_state_hooks, save_checkpoint
@@ -212,14 +213,24 @@ def main(args: argparse.Namespace) -> None:
     set_seed(args.seed)
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
-    if accelerator.is_main_process:
-        save_arguments(args, args.output_dir)
 
     # User data first: a bad folder or dataset fails before any model loads.
     data_plan = build_data_sets(args)
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
     unet, vae, text_encoder, tokenizer = models.unet, models.vae, models.text_encoder, models.tokenizer
+    # What trains: LoRA adapters (a no-op until trained: B starts at zero) or the selected UNet weights;
+    # trainable parameters stay in fp32.
+    if args.use_lora:
+        trainable = add_lora_adapters(unet, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules)
+    else:
+        trainable = select_trainable_parameters(unet, args.train_method)
+    cast_training_params(unet, dtype=torch.float32)
+    if args.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    if accelerator.is_main_process:  # every check has passed: from here on the folder is this run's
+        save_arguments(args, args.output_dir)
+
     base_pipeline = make_pipeline(models, unet)
 
     # Forget/remain images (generating what is asked for with the base model), then the cached encodings.
@@ -234,16 +245,6 @@ def main(args: argparse.Namespace) -> None:
     remain_set = EncodedImageSet(remain_images, **encode)
     anchor_prompt = args.anchor_prompt if args.anchor_prompt is not None else DEFAULT_ANCHORS[args.concept_type]
     anchor_embeds = encode_prompts([anchor_prompt], tokenizer, text_encoder, accelerator.device) if args.forget_target == "anchor" else None
-
-    # What trains: LoRA adapters or the selected UNet weights; trainable parameters stay in fp32.
-    if args.use_lora:
-        trainable = add_lora_adapters(unet, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules)
-    else:
-        trainable = select_trainable_parameters(unet, args.train_method)
-    for parameter in trainable:
-        parameter.data = parameter.data.float()
-    if args.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
 
     if args.scale_lr:
         args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes

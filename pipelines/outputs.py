@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+from .errors import InputError
+
 ARGS_FILE = "erasediff_args.json"
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 # Never written to disk or logs: they are credentials.
@@ -13,16 +15,16 @@ SECRET_ARGUMENTS = ("hub_token",)
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Raises ValueError (one line, naming --output_dir) when the folder cannot or should not be written."""
+    """Raises InputError (one line, naming --output_dir) when the folder cannot or should not be written."""
     probe = os.path.abspath(output_dir)
     while probe and not os.path.exists(probe):
         probe = os.path.dirname(probe)
     if os.path.isfile(probe):
         where = "is a file" if probe == os.path.abspath(output_dir) else f"lies under the file {probe}"
-        raise ValueError(f"--output_dir {output_dir} {where}; choose a folder path")
+        raise InputError(f"--output_dir {output_dir} {where}; choose a folder path")
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.isfile(os.path.join(output_dir, ARGS_FILE)):
         if not overwrite:
-            raise ValueError(
+            raise InputError(
                 f"--output_dir {output_dir} is not empty and holds no earlier EraseDiff run; choose an empty folder "
                 "or pass --overwrite_output_dir to write into it (nothing in it is deleted)"
             )

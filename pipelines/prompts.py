@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from .errors import InputError
+
 CONCEPT_TYPES = ("style", "object", "nudity", "custom")
 
 FORGET_TEMPLATES = {
@@ -93,7 +95,7 @@ def remain_prompts_for(concepts: Sequence[str], concept_type: str) -> list[str]:
 def expand_prompt_arguments(values: Sequence[str], argument: str) -> list[str]:
     """Each value is a prompt, or the path of an existing .txt file whose non-empty lines are prompts.
 
-    Raises ValueError naming ``argument`` and the file when a file holds no prompt.
+    Raises InputError naming ``argument`` and the file when a file holds no prompt.
     """
     prompts: list[str] = []
     for value in values:
@@ -101,10 +103,10 @@ def expand_prompt_arguments(values: Sequence[str], argument: str) -> list[str]:
             with open(value, encoding="utf-8") as handle:
                 lines = [line.strip() for line in handle if line.strip()]
             if not lines:
-                raise ValueError(f"{argument}: the prompt file {value} is empty; put one prompt per line")
+                raise InputError(f"{argument}: the prompt file {value} is empty; put one prompt per line")
             prompts.extend(lines)
         elif value.strip():
             prompts.append(value.strip())
         else:
-            raise ValueError(f"{argument}: empty prompt; give a prompt or a .txt file of prompts")
+            raise InputError(f"{argument}: empty prompt; give a prompt or a .txt file of prompts")
     return prompts

@@ -11,6 +11,7 @@ from typing import Iterable
 
 import torch
 
+from .errors import InputError
 from .options import DEFAULT_LORA_TARGET_MODULES, TRAIN_METHODS
 
 
@@ -71,7 +72,7 @@ def add_lora_adapters(unet: torch.nn.Module, rank: int, lora_alpha: float, train
     unet.requires_grad_(False)
     names = lora_module_names(unet, train_method, target_modules)
     if not names:
-        raise ValueError(
+        raise InputError(
             f"--lora_target_modules {','.join(target_modules)} matches no module inside --train_method "
             f"{train_method}; name modules such as {','.join(DEFAULT_LORA_TARGET_MODULES)}"
         )

@@ -124,7 +124,7 @@ def test_dataset_sources_with_neggrad_and_inner_steps(tiny_model, tmp_path):
     run(tiny_model, output, "--forget_dataset_name", dataset_from(forget_dir, tmp_path / "forget_ds"),
         "--remain_dataset_name", dataset_from(remain_dir, tmp_path / "remain_ds"), "--image_column", "img",
         "--caption_column", "caption", "--forget_target", "neggrad", "--lambda_mode", "fixed", "--lambda_value", "0.5",
-        "--max_train_steps", "2", "--center_crop")
+        "--max_train_steps", "2", "--center_crop", "--use_8bit_adam")
     assert StableDiffusionPipeline.from_pretrained(str(output)) is not None
 
 
@@ -185,7 +185,8 @@ def test_rerun_reuses_generated_data_and_completes_a_partial_set(tiny_model, tmp
 def test_checkpoints_total_limit_keeps_the_newest(tiny_model, tmp_path):
     output = tmp_path / "limit"
     run(tiny_model, output, "--concept", "van gogh", "--use_lora", "--max_train_steps", "3",
-        "--checkpointing_steps", "1", "--checkpoints_total_limit", "2", "--lambda_mode", "fixed")
+        "--checkpointing_steps", "1", "--checkpoints_total_limit", "2", "--lambda_mode", "fixed",
+        "--mixed_precision", "bf16", "--gradient_checkpointing")
     assert sorted(n for n in os.listdir(output) if n.startswith("checkpoint")) == ["checkpoint-2", "checkpoint-3"]
     assert not [n for n in os.listdir(output) if n.endswith(".partial")]
 
@@ -201,3 +202,18 @@ def test_accelerate_launch_runs_the_script(tiny_model, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.isfile(output / "pytorch_lora_weights.safetensors")
     assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(output / "logs") for name in files)
+
+
+def test_two_processes_end_where_one_process_with_the_same_global_batch_ends(tiny_model, tmp_path):
+    extra = ["--concept", "van gogh", "--use_lora", "--max_train_steps", "3", "--learning_rate", "1e-2", "--lambda_mode", "bome"]
+    run(tiny_model, tmp_path / "one", *extra, "--train_batch_size", "4")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", os.path.join(ROOT, "train_erasediff.py"),
+               *common_args(tiny_model, tmp_path / "two", *extra, "--train_batch_size", "2")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = load_file(str(tmp_path / "one" / "pytorch_lora_weights.safetensors"))
+    two = load_file(str(tmp_path / "two" / "pytorch_lora_weights.safetensors"))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-4)
+    assert any((one[key].abs() > 1e-3).any() for key in one if "lora_B" in key or "lora.up" in key)
