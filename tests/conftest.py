@@ -42,3 +42,13 @@ def write_image_folder(folder, captions: list[str], size: tuple[int, int] = (16,
             Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(os.path.join(folder, name))
             handle.write(json.dumps({"file_name": name, "text": caption}) + "\n")
     return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run starts with a new Accelerator state, as a fresh `accelerate launch` would."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
