@@ -343,7 +343,8 @@ def main(args: argparse.Namespace) -> None:
                                                       args.seed, args.generation_steps, args.generation_guidance_scale, args.resolution)
         log_validation_images(accelerator, images_before, validation_prompts, "before", global_step)
         log_validation_images(accelerator, images_after, validation_prompts, "after", global_step)
-        save_validation_grid(images_before, images_after, args.output_dir)
+        grid = save_validation_grid(images_before, images_after, args.output_dir)
+        log_validation_images(accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step)
         if args.use_lora:
             save_lora_weights(trained_unet, args.output_dir)
         else:

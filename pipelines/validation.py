@@ -48,11 +48,11 @@ def before_after_grid(before: list[list[Image.Image]], after: list[list[Image.Im
     return make_image_grid(rows, rows=len(before), cols=len(before[0]) + len(after[0]))
 
 
-def save_validation_grid(before, after, output_dir: str) -> str:
-    """Writes ``validation_grid.png`` and returns its path."""
-    path = os.path.join(output_dir, VALIDATION_GRID_FILE)
-    before_after_grid(before, after).save(path)
-    return path
+def save_validation_grid(before, after, output_dir: str) -> Image.Image:
+    """Writes ``validation_grid.png`` and returns the grid."""
+    grid = before_after_grid(before, after)
+    grid.save(os.path.join(output_dir, VALIDATION_GRID_FILE))
+    return grid
 
 
 def log_validation_images(accelerator, images: list[list[Image.Image]], prompts: Sequence[str], phase: str, step: int) -> None:

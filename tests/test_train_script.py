@@ -125,7 +125,7 @@ def test_dataset_sources_with_neggrad_and_inner_steps(tiny_model, tmp_path):
         "--remain_dataset_name", dataset_from(remain_dir, tmp_path / "remain_ds"), "--image_column", "img",
         "--caption_column", "caption", "--forget_target", "neggrad", "--lambda_mode", "fixed", "--lambda_value", "0.5",
         "--max_train_steps", "2", "--center_crop", "--use_8bit_adam")
-    assert StableDiffusionPipeline.from_pretrained(str(output)) is not None
+    assert one_step_image(StableDiffusionPipeline.from_pretrained(str(output))).shape == (1, 16, 16, 3)
 
 
 def test_shifted_noise_with_inner_steps_and_gradient_accumulation(tiny_v_model, tmp_path):
@@ -145,6 +145,8 @@ def test_shifted_noise_with_inner_steps_and_gradient_accumulation(tiny_v_model, 
         moved = not torch.equal(parameter, trained[name])
         frozen_part = "attn2" in name or name.startswith(("time_embedding", "conv_out", "conv_norm_out"))
         assert not (moved and frozen_part), name
+    assert any(not torch.equal(p, trained[n]) for n, p in base.named_parameters())
+    assert one_step_image(StableDiffusionPipeline.from_pretrained(str(output))).shape == (1, 16, 16, 3)
 
 
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_model, tmp_path):
@@ -163,6 +165,9 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_model, t
     assert resumed.keys() == uninterrupted.keys()
     for key in resumed:
         torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=0, atol=1e-6)
+    pipeline = StableDiffusionPipeline.from_pretrained(tiny_model)
+    pipeline.load_lora_weights(str(output))
+    assert one_step_image(pipeline).shape == (1, 16, 16, 3)
 
 
 def test_rerun_reuses_generated_data_and_completes_a_partial_set(tiny_model, tmp_path):
@@ -196,12 +201,22 @@ def test_accelerate_launch_runs_the_script(tiny_model, tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(ROOT, "train_erasediff.py"),
                *common_args(tiny_model, output, "--concept", "van gogh", "--use_lora", "--max_train_steps", "2",
-                            "--lambda_mode", "fixed", "--report_to", "tensorboard")]
+                            "--lambda_mode", "fixed", "--report_to", "tensorboard",
+                            "--validation_steps", "1", "--validation_prompts", "a photo of a cat")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.isfile(output / "pytorch_lora_weights.safetensors")
-    assert any(name.startswith("events.out.tfevents") for _, _, files in os.walk(output / "logs") for name in files)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(output / "logs" / "erasediff"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    for name in ("remain_loss", "forget_loss", "constraint_gap", "lambda", "lr"):
+        assert name in scalars and len(events.Scalars(name)) == 2
+    images = events.Tags()["images"]
+    assert any(tag.startswith("validation/") for tag in images) and any(tag.startswith("validation_grid") for tag in images)
+    assert any(tag.startswith("before/") for tag in images) and any(tag.startswith("after/") for tag in images)
 
 
 def test_two_processes_end_where_one_process_with_the_same_global_batch_ends(tiny_model, tmp_path):
