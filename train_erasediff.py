@@ -23,6 +23,7 @@ from pipelines.options import (
     FORGET_NOISES,
     FORGET_TARGETS,
     LAMBDA_MODES,
+    LR_SCHEDULERS,
     PREDICTION_TYPES,
     TRAIN_METHODS,
 )
@@ -36,92 +37,260 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Erase concepts from a Stable Diffusion model with EraseDiff.")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--pretrained_model_name_or_path", default=DEFAULT_MODEL, help="Hub id or local folder of a Stable Diffusion pipeline.")
+    model.add_argument(
+        "--pretrained_model_name_or_path",
+        default=DEFAULT_MODEL,
+        help="Hub id or local folder of a Stable Diffusion pipeline.",
+    )
     model.add_argument("--revision", default=None, help="Revision of the pretrained model on the Hub.")
     model.add_argument("--variant", default=None, help="Variant of the model files, e.g. fp16.")
     model.add_argument("--cache_dir", default=None, help="Where downloaded models and datasets are stored.")
-    model.add_argument("--prediction_type", choices=PREDICTION_TYPES, default=None, help="Override the scheduler's prediction type (epsilon or v_prediction).")
+    model.add_argument(
+        "--prediction_type",
+        choices=PREDICTION_TYPES,
+        default=None,
+        help="Override the scheduler's prediction type (epsilon or v_prediction).",
+    )
 
     concept = parser.add_argument_group("what to erase (forget set) and what to keep (remain set)")
-    concept.add_argument("--concept", action="append", default=[], help="A concept to erase; repeat the flag to erase several in one run.")
-    concept.add_argument("--concept_type", choices=CONCEPT_TYPES, default="style", help="Selects the built-in forget templates, remain prompts and anchor.")
-    concept.add_argument("--forget_prompts", nargs="+", default=None, help="Forget prompts, or .txt files of prompts (one per line), used instead of the concept templates.")
-    concept.add_argument("--remain_prompts", nargs="+", default=None, help="Remain prompts, or .txt files of prompts, used instead of the built-in remain set.")
-    concept.add_argument("--num_forget_images", type=int, default=64, help="Forget images to generate (cycling over the forget prompts).")
-    concept.add_argument("--num_remain_images", type=int, default=64, help="Remain images to generate (cycling over the remain prompts).")
-    concept.add_argument("--generation_steps", type=int, default=50, help="Denoising steps for generated data and validation images.")
-    concept.add_argument("--generation_guidance_scale", type=float, default=7.5, help="Classifier-free guidance for generated data and validation images.")
-    concept.add_argument("--generation_batch_size", type=int, default=4, help="Images generated (and VAE-encoded) per batch.")
-    concept.add_argument("--forget_data_dir", default=None, help="Forget images in the imagefolder layout (metadata.jsonl with file_name and text).")
+    concept.add_argument(
+        "--concept",
+        action="append",
+        default=[],
+        help="A concept to erase; repeat the flag to erase several in one run.",
+    )
+    concept.add_argument(
+        "--concept_type",
+        choices=CONCEPT_TYPES,
+        default="style",
+        help="Selects the built-in forget templates, remain prompts and anchor.",
+    )
+    concept.add_argument(
+        "--forget_prompts",
+        nargs="+",
+        default=None,
+        help="Forget prompts, or .txt files of prompts (one per line), used instead of the concept templates.",
+    )
+    concept.add_argument(
+        "--remain_prompts",
+        nargs="+",
+        default=None,
+        help="Remain prompts, or .txt files of prompts, used instead of the built-in remain set.",
+    )
+    concept.add_argument(
+        "--num_forget_images",
+        type=int,
+        default=64,
+        help="Forget images to generate (cycling over the forget prompts).",
+    )
+    concept.add_argument(
+        "--num_remain_images",
+        type=int,
+        default=64,
+        help="Remain images to generate (cycling over the remain prompts).",
+    )
+    concept.add_argument(
+        "--generation_steps", type=int, default=50, help="Denoising steps for generated data and validation images."
+    )
+    concept.add_argument(
+        "--generation_guidance_scale",
+        type=float,
+        default=7.5,
+        help="Classifier-free guidance for generated data and validation images.",
+    )
+    concept.add_argument(
+        "--generation_batch_size", type=int, default=4, help="Images generated (and VAE-encoded) per batch."
+    )
+    concept.add_argument(
+        "--forget_data_dir",
+        default=None,
+        help="Forget images in the imagefolder layout (metadata.jsonl with file_name and text).",
+    )
     concept.add_argument("--remain_data_dir", default=None, help="Remain images in the imagefolder layout.")
-    concept.add_argument("--forget_dataset_name", default=None, help="A `datasets` dataset (Hub name or local folder) of forget images.")
+    concept.add_argument(
+        "--forget_dataset_name", default=None, help="A `datasets` dataset (Hub name or local folder) of forget images."
+    )
     concept.add_argument("--remain_dataset_name", default=None, help="A `datasets` dataset of remain images.")
     concept.add_argument("--image_column", default="image", help="Image column of the datasets.")
     concept.add_argument("--caption_column", default="text", help="Caption column of the datasets and image folders.")
-    concept.add_argument("--resolution", type=int, default=512, help="Training (and generation) resolution; a multiple of the VAE's downsampling factor.")
-    concept.add_argument("--center_crop", action="store_true", help="Center-crop images instead of cropping at random.")
-    concept.add_argument("--random_flip", action="store_true", help="Flip images horizontally at random (latents are then encoded every step).")
+    concept.add_argument(
+        "--resolution",
+        type=int,
+        default=512,
+        help="Training (and generation) resolution; a multiple of the VAE's downsampling factor.",
+    )
+    concept.add_argument(
+        "--center_crop", action="store_true", help="Center-crop images instead of cropping at random."
+    )
+    concept.add_argument(
+        "--random_flip",
+        action="store_true",
+        help="Flip images horizontally at random (latents are then encoded every step).",
+    )
 
     objective = parser.add_argument_group("objective (docs/method.md)")
-    objective.add_argument("--forget_target", choices=FORGET_TARGETS, default="shifted_noise", help="shifted_noise (paper Eq. 2), anchor (later official code) or neggrad (baseline).")
-    objective.add_argument("--forget_noise", choices=FORGET_NOISES, default="uniform", help="Distribution of ε_f for shifted_noise.")
+    objective.add_argument(
+        "--forget_target",
+        choices=FORGET_TARGETS,
+        default="shifted_noise",
+        help="shifted_noise (paper Eq. 2), anchor (later official code) or neggrad (baseline).",
+    )
+    objective.add_argument(
+        "--forget_noise", choices=FORGET_NOISES, default="uniform", help="Distribution of ε_f for shifted_noise."
+    )
     objective.add_argument("--forget_noise_mean", type=float, default=DEFAULT_FORGET_NOISE_MEAN, help="Mean μ of ε_f.")
-    objective.add_argument("--forget_noise_std", type=float, default=DEFAULT_FORGET_NOISE_STD, help="Standard deviation σ of ε_f (default 1/√12: U[0, 1) with μ = 0.5).")
-    objective.add_argument("--anchor_prompt", default=None, help="Anchor condition for --forget_target anchor (default per concept type).")
-    objective.add_argument("--lambda_mode", choices=LAMBDA_MODES, default="bome", help="fixed λ, bome (the paper) or cosine (the official code).")
+    objective.add_argument(
+        "--forget_noise_std",
+        type=float,
+        default=DEFAULT_FORGET_NOISE_STD,
+        help="Standard deviation σ of ε_f (default 1/√12: U[0, 1) with μ = 0.5).",
+    )
+    objective.add_argument(
+        "--anchor_prompt", default=None, help="Anchor condition for --forget_target anchor (default per concept type)."
+    )
+    objective.add_argument(
+        "--lambda_mode",
+        choices=LAMBDA_MODES,
+        default="bome",
+        help="fixed λ, bome (the paper) or cosine (the official code).",
+    )
     objective.add_argument("--lambda_value", type=float, default=1.0, help="λ for --lambda_mode fixed.")
     objective.add_argument("--eta", type=float, default=1.0, help="η of the bome and cosine rules.")
-    objective.add_argument("--inner_steps", type=int, default=0, help="K: 0 uses the closed-form f*; K > 0 estimates f* by K gradient steps (logged only).")
+    objective.add_argument(
+        "--inner_steps",
+        type=int,
+        default=0,
+        help="K: 0 uses the closed-form f*; K > 0 estimates f* by K gradient steps (logged only).",
+    )
     objective.add_argument("--inner_learning_rate", type=float, default=1e-5, help="Step size of the K inner steps.")
-    objective.add_argument("--inner_refresh_steps", type=int, default=10, help="Recompute the K-step estimate of f* every this many steps.")
-    objective.add_argument("--forget_batch_size", type=int, default=None, help="Forget samples per micro-batch and process (default: --train_batch_size).")
+    objective.add_argument(
+        "--inner_refresh_steps",
+        type=int,
+        default=10,
+        help="Recompute the K-step estimate of f* every this many steps.",
+    )
+    objective.add_argument(
+        "--forget_batch_size",
+        type=int,
+        default=None,
+        help="Forget samples per micro-batch and process (default: --train_batch_size).",
+    )
 
     trained = parser.add_argument_group("what is trained")
-    trained.add_argument("--train_method", choices=TRAIN_METHODS, default="full", help="Part of the UNet to train (mapping in docs/method.md).")
+    trained.add_argument(
+        "--train_method",
+        choices=TRAIN_METHODS,
+        default="full",
+        help="Part of the UNet to train (mapping in docs/method.md).",
+    )
     trained.add_argument("--use_lora", action="store_true", help="Train PEFT LoRA adapters instead of the weights.")
     trained.add_argument("--rank", type=int, default=4, help="LoRA rank.")
     trained.add_argument("--lora_alpha", type=float, default=None, help="LoRA alpha (default: the rank).")
-    trained.add_argument("--lora_target_modules", default=",".join(DEFAULT_LORA_TARGET_MODULES), help="Comma-separated module names that get adapters.")
+    trained.add_argument(
+        "--lora_target_modules",
+        default=",".join(DEFAULT_LORA_TARGET_MODULES),
+        help="Comma-separated module names that get adapters.",
+    )
 
     training = parser.add_argument_group("training")
-    training.add_argument("--output_dir", default="erasediff-model", help="Where the result, checkpoints and generated data go.")
-    training.add_argument("--overwrite_output_dir", action="store_true", help="Write into a non-empty folder that holds no earlier run (nothing is deleted).")
+    training.add_argument(
+        "--output_dir", default="erasediff-model", help="Where the result, checkpoints and generated data go."
+    )
+    training.add_argument(
+        "--overwrite_output_dir",
+        action="store_true",
+        help="Write into a non-empty folder that holds no earlier run (nothing is deleted).",
+    )
     training.add_argument("--seed", type=int, default=None, help="Seed for data order, noise and generated images.")
-    training.add_argument("--train_batch_size", type=int, default=4, help="Remain samples per micro-batch and process.")
+    training.add_argument(
+        "--train_batch_size", type=int, default=4, help="Remain samples per micro-batch and process."
+    )
     training.add_argument("--max_train_steps", type=int, default=400, help="Optimizer steps.")
-    training.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimizer step.")
-    training.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for memory in the UNet.")
-    training.add_argument("--learning_rate", type=float, default=None, help="Default 1e-5 for full fine-tuning, 1e-4 for LoRA.")
-    training.add_argument("--scale_lr", action="store_true", help="Scale the learning rate by accumulation steps, batch size and processes.")
-    training.add_argument("--lr_scheduler", default="constant", help='One of diffusers\' schedulers: "linear", "cosine", "constant", "constant_with_warmup", ...')
-    training.add_argument("--lr_warmup_steps", type=int, default=0, help="Warm-up steps of the learning-rate schedule.")
+    training.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimizer step."
+    )
+    training.add_argument(
+        "--gradient_checkpointing", action="store_true", help="Trade compute for memory in the UNet."
+    )
+    training.add_argument(
+        "--learning_rate", type=float, default=None, help="Default 1e-5 for full fine-tuning, 1e-4 for LoRA."
+    )
+    training.add_argument(
+        "--scale_lr",
+        action="store_true",
+        help="Scale the learning rate by accumulation steps, batch size and processes.",
+    )
+    training.add_argument(
+        "--lr_scheduler",
+        choices=LR_SCHEDULERS,
+        default="constant",
+        help="Learning-rate schedule (diffusers' get_scheduler).",
+    )
+    training.add_argument(
+        "--lr_warmup_steps", type=int, default=0, help="Warm-up steps of the learning-rate schedule."
+    )
     training.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes' 8-bit AdamW.")
     training.add_argument("--adam_beta1", type=float, default=0.9)
     training.add_argument("--adam_beta2", type=float, default=0.999)
     training.add_argument("--adam_weight_decay", type=float, default=1e-2)
     training.add_argument("--adam_epsilon", type=float, default=1e-8)
-    training.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (applied to ∇L_r + λ∇f).")
+    training.add_argument(
+        "--max_grad_norm", type=float, default=1.0, help="Gradient clipping (applied to ∇L_r + λ∇f)."
+    )
     training.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere and newer GPUs.")
-    training.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Default: accelerate's configuration.")
-    training.add_argument("--enable_xformers_memory_efficient_attention", action="store_true", help="xformers attention (GPU only); PyTorch SDPA otherwise.")
+    training.add_argument(
+        "--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Default: accelerate's configuration."
+    )
+    training.add_argument(
+        "--enable_xformers_memory_efficient_attention",
+        action="store_true",
+        help="xformers attention (GPU only); PyTorch SDPA otherwise.",
+    )
 
     logging = parser.add_argument_group("logging, checkpoints and validation")
     logging.add_argument("--report_to", default="tensorboard", help='"tensorboard", "wandb", "all" or "none".')
     logging.add_argument("--logging_dir", default="logs", help="Tracker folder, relative to --output_dir.")
-    logging.add_argument("--checkpointing_steps", type=int, default=500, help="Save a resumable checkpoint every this many steps.")
-    logging.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints.")
-    logging.add_argument("--resume_from_checkpoint", default=None, help='A checkpoint folder, or "latest" in --output_dir.')
-    logging.add_argument("--validation_prompts", nargs="+", default=None, help="Prompts (or .txt files) for validation images (default: two forget and two remain prompts).")
+    logging.add_argument(
+        "--checkpointing_steps", type=int, default=500, help="Save a resumable checkpoint every this many steps."
+    )
+    logging.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints."
+    )
+    logging.add_argument(
+        "--resume_from_checkpoint", default=None, help='A checkpoint folder, or "latest" in --output_dir.'
+    )
+    logging.add_argument(
+        "--validation_prompts",
+        nargs="+",
+        default=None,
+        help="Prompts (or .txt files) for validation images (default: two forget and two remain prompts).",
+    )
     logging.add_argument("--num_validation_images", type=int, default=2, help="Validation images per prompt.")
-    logging.add_argument("--validation_steps", type=int, default=None, help="Validation images every this many steps (always before and after).")
+    logging.add_argument(
+        "--validation_steps",
+        type=int,
+        default=None,
+        help="Validation images every this many steps (always before and after).",
+    )
     return parser
 
 
 def _check_arguments(args) -> None:
     """Cheap checks that need no model; raises InputError with a one-line message."""
-    positive = ("train_batch_size", "max_train_steps", "gradient_accumulation_steps", "resolution", "num_forget_images",
-                "num_remain_images", "generation_steps", "generation_batch_size", "checkpointing_steps",
-                "num_validation_images", "inner_refresh_steps", "rank")
+    positive = (
+        "train_batch_size",
+        "max_train_steps",
+        "gradient_accumulation_steps",
+        "resolution",
+        "num_forget_images",
+        "num_remain_images",
+        "generation_steps",
+        "generation_batch_size",
+        "checkpointing_steps",
+        "num_validation_images",
+        "inner_refresh_steps",
+        "rank",
+    )
     for name in positive:
         if getattr(args, name) <= 0:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -138,17 +307,23 @@ def _check_arguments(args) -> None:
     if args.lora_alpha is not None and args.lora_alpha <= 0:
         raise InputError(f"--lora_alpha must be positive, got {args.lora_alpha}")
     if not [m for m in args.lora_target_modules.split(",") if m.strip()]:
-        raise InputError("--lora_target_modules names no module; give a comma-separated list such as to_k,to_q,to_v,to_out.0")
+        raise InputError(
+            "--lora_target_modules names no module; give a comma-separated list such as to_k,to_q,to_v,to_out.0"
+        )
     if not (args.concept or args.forget_prompts or args.forget_data_dir or args.forget_dataset_name):
-        raise InputError("no forget data: give --concept, --forget_prompts, --forget_data_dir or --forget_dataset_name")
+        raise InputError(
+            "no forget data: give --concept, --forget_prompts, --forget_data_dir or --forget_dataset_name"
+        )
     if any(not c.strip() for c in args.concept):
-        raise InputError("--concept is empty; name the concept to erase, e.g. --concept \"Van Gogh\"")
+        raise InputError('--concept is empty; name the concept to erase, e.g. --concept "Van Gogh"')
     for name in ("forget_data_dir", "remain_data_dir"):
         folder = getattr(args, name)
         if folder is not None and not os.path.isdir(folder):
             raise InputError(f"--{name} {folder} is not a folder")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
-        raise InputError(f"--resume_from_checkpoint {args.resume_from_checkpoint} does not exist; give a checkpoint-<step> folder or \"latest\"")
+        raise InputError(
+            f'--resume_from_checkpoint {args.resume_from_checkpoint} does not exist; give a checkpoint-<step> folder or "latest"'
+        )
     check_output_dir(args.output_dir, args.overwrite_output_dir)
 
 
@@ -189,7 +364,13 @@ def main(args: argparse.Namespace) -> None:
     from pipelines.data_sets import build_data_sets, first_captions
     from pipelines.erasure_step import ErasureSettings, ErasureStep
     from pipelines.latent_cache import EncodedImageSet, encode_prompts
-    from pipelines.models import check_resolution, check_runtime_support, load_models, make_pipeline, mixed_precision_dtype
+    from pipelines.models import (
+        check_resolution,
+        check_runtime_support,
+        load_models,
+        make_pipeline,
+        mixed_precision_dtype,
+    )
     from pipelines.objective import ForgetNoise, known_forget_minimum
     from pipelines.outputs import read_recorded_arguments, save_arguments, save_full_pipeline, save_lora_weights
     from pipelines.prompts import DEFAULT_ANCHORS
@@ -208,7 +389,9 @@ def main(args: argparse.Namespace) -> None:
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)),
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+        ),
     )
     set_seed(args.seed)
     if args.allow_tf32 and torch.cuda.is_available():
@@ -235,16 +418,39 @@ def main(args: argparse.Namespace) -> None:
 
     # Forget/remain images (generating what is asked for with the base model), then the cached encodings.
     forget_images, remain_images = data_plan.materialize(args, base_pipeline, accelerator)
-    validation_prompts = args.validation_prompts or [*first_captions(forget_images, 2), *first_captions(remain_images, 2)]
+    validation_prompts = args.validation_prompts or [
+        *first_captions(forget_images, 2),
+        *first_captions(remain_images, 2),
+    ]
     if accelerator.is_main_process:
         with accelerator.autocast():
-            images_before = generate_validation_images(base_pipeline, validation_prompts, args.num_validation_images, args.seed, args.generation_steps, args.generation_guidance_scale, args.resolution)
-    encode = dict(vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, resolution=args.resolution, center_crop=args.center_crop,
-                  random_flip=args.random_flip, device=accelerator.device, batch_size=args.generation_batch_size)
+            images_before = generate_validation_images(
+                base_pipeline,
+                validation_prompts,
+                args.num_validation_images,
+                args.seed,
+                args.generation_steps,
+                args.generation_guidance_scale,
+                args.resolution,
+            )
+    encode = dict(
+        vae=vae,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        resolution=args.resolution,
+        center_crop=args.center_crop,
+        random_flip=args.random_flip,
+        device=accelerator.device,
+        batch_size=args.generation_batch_size,
+    )
     forget_set = EncodedImageSet(forget_images, **encode)
     remain_set = EncodedImageSet(remain_images, **encode)
     anchor_prompt = args.anchor_prompt if args.anchor_prompt is not None else DEFAULT_ANCHORS[args.concept_type]
-    anchor_embeds = encode_prompts([anchor_prompt], tokenizer, text_encoder, accelerator.device) if args.forget_target == "anchor" else None
+    anchor_embeds = (
+        encode_prompts([anchor_prompt], tokenizer, text_encoder, accelerator.device)
+        if args.forget_target == "anchor"
+        else None
+    )
 
     if args.scale_lr:
         args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
@@ -254,15 +460,28 @@ def main(args: argparse.Namespace) -> None:
         optimizer_class = bnb.optim.AdamW8bit
     else:
         optimizer_class = torch.optim.AdamW
-    optimizer = optimizer_class(trainable, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                weight_decay=args.adam_weight_decay, eps=args.adam_epsilon)
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-                                 num_training_steps=args.max_train_steps * accelerator.num_processes)
+    optimizer = optimizer_class(
+        trainable,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
     register_trainable_state_hooks(accelerator, unet)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
 
     if accelerator.is_main_process:
-        tracker_config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items() if k != "hub_token"}
+        tracker_config = {
+            k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+            for k, v in vars(args).items()
+            if k != "hub_token"
+        }
         accelerator.init_trackers("erasediff", config=tracker_config)
 
     settings = ErasureSettings(
@@ -274,14 +493,26 @@ def main(args: argparse.Namespace) -> None:
         prediction_type=models.noise_scheduler.config.prediction_type,
     )
     step = ErasureStep(
-        accelerator, unet, models.noise_scheduler, settings, forget_set, remain_set,
-        SampleStream(args.seed, FORGET_STREAM, len(forget_set)), SampleStream(args.seed, REMAIN_STREAM, len(remain_set)),
-        args.forget_batch_size, args.train_batch_size, trainable, models.model_dtype, anchor_embeds,
+        accelerator,
+        unet,
+        models.noise_scheduler,
+        settings,
+        forget_set,
+        remain_set,
+        SampleStream(args.seed, FORGET_STREAM, len(forget_set)),
+        SampleStream(args.seed, REMAIN_STREAM, len(remain_set)),
+        args.forget_batch_size,
+        args.train_batch_size,
+        trainable,
+        models.model_dtype,
+        anchor_embeds,
     )
     forget_minimum = known_forget_minimum(args.forget_target, settings.forget_noise) if args.inner_steps == 0 else None
 
     global_step = 0
-    resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir) if args.resume_from_checkpoint else None
+    resume_path = (
+        resolve_resume_path(args.resume_from_checkpoint, args.output_dir) if args.resume_from_checkpoint else None
+    )
     if args.resume_from_checkpoint and resume_path is None:
         logger.info("No checkpoint in %s; starting from scratch.", args.output_dir)
     if resume_path:
@@ -289,8 +520,15 @@ def main(args: argparse.Namespace) -> None:
         global_step = checkpoint_step(resume_path)
         logger.info("Resumed from %s at step %d.", resume_path, global_step)
 
-    logger.info("Erasing with %d forget and %d remain images, %d steps.", len(forget_set), len(remain_set), args.max_train_steps)
-    progress = tqdm(range(args.max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process)
+    logger.info(
+        "Erasing with %d forget and %d remain images, %d steps.",
+        len(forget_set),
+        len(remain_set),
+        args.max_train_steps,
+    )
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
     micro_batch_index = global_step * args.gradient_accumulation_steps
     remain_total = forget_total = 0.0
     unet.train()
@@ -315,12 +553,22 @@ def main(args: argparse.Namespace) -> None:
             forget_minimum = step.estimate_forget_minimum(forget_batch, args.inner_steps, args.inner_learning_rate)
         remain_mean = accelerator.reduce(remain_total.detach(), reduction="mean").item()
         forget_mean = accelerator.reduce(forget_total.detach(), reduction="mean").item()
-        logs = {"remain_loss": remain_mean, "forget_loss": forget_mean, "lambda": float(lam), "lr": lr_scheduler.get_last_lr()[0]}
+        logs = {
+            "remain_loss": remain_mean,
+            "forget_loss": forget_mean,
+            "lambda": float(lam),
+            "lr": lr_scheduler.get_last_lr()[0],
+        }
         if forget_minimum is not None:
             logs["constraint_gap"] = forget_mean - forget_minimum
         accelerator.log(logs, step=global_step)
         progress.update(1)
-        progress.set_postfix(L_r=f"{remain_mean:.4f}", f=f"{forget_mean:.4f}", q=f"{logs.get('constraint_gap', float('nan')):.4f}", lam=f"{float(lam):.3f}")
+        progress.set_postfix(
+            L_r=f"{remain_mean:.4f}",
+            f=f"{forget_mean:.4f}",
+            q=f"{logs.get('constraint_gap', float('nan')):.4f}",
+            lam=f"{float(lam):.3f}",
+        )
         remain_total = forget_total = 0.0
 
         if global_step % args.checkpointing_steps == 0:
@@ -328,9 +576,15 @@ def main(args: argparse.Namespace) -> None:
         if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
             unet.eval()
             with accelerator.autocast():
-                images = generate_validation_images(make_pipeline(models, accelerator.unwrap_model(unet)), validation_prompts,
-                                                    args.num_validation_images, args.seed, args.generation_steps,
-                                                    args.generation_guidance_scale, args.resolution)
+                images = generate_validation_images(
+                    make_pipeline(models, accelerator.unwrap_model(unet)),
+                    validation_prompts,
+                    args.num_validation_images,
+                    args.seed,
+                    args.generation_steps,
+                    args.generation_guidance_scale,
+                    args.resolution,
+                )
             log_validation_images(accelerator, images, validation_prompts, "validation", global_step)
             unet.train()
 
@@ -339,16 +593,31 @@ def main(args: argparse.Namespace) -> None:
         trained_unet = accelerator.unwrap_model(unet)
         trained_unet.eval()
         with accelerator.autocast():
-            images_after = generate_validation_images(make_pipeline(models, trained_unet), validation_prompts, args.num_validation_images,
-                                                      args.seed, args.generation_steps, args.generation_guidance_scale, args.resolution)
+            images_after = generate_validation_images(
+                make_pipeline(models, trained_unet),
+                validation_prompts,
+                args.num_validation_images,
+                args.seed,
+                args.generation_steps,
+                args.generation_guidance_scale,
+                args.resolution,
+            )
         log_validation_images(accelerator, images_before, validation_prompts, "before", global_step)
         log_validation_images(accelerator, images_after, validation_prompts, "after", global_step)
         grid = save_validation_grid(images_before, images_after, args.output_dir)
-        log_validation_images(accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step)
+        log_validation_images(
+            accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
+        )
         if args.use_lora:
             save_lora_weights(trained_unet, args.output_dir)
         else:
-            save_full_pipeline(args.pretrained_model_name_or_path, trained_unet.to(torch.float32), args.output_dir, args.revision, args.variant)
+            save_full_pipeline(
+                args.pretrained_model_name_or_path,
+                trained_unet.to(torch.float32),
+                args.output_dir,
+                args.revision,
+                args.variant,
+            )
         logger.info("Saved the erased model to %s.", args.output_dir)
     accelerator.end_training()
 

@@ -48,7 +48,11 @@ def register_trainable_state_hooks(accelerator, unet: torch.nn.Module) -> None:
 
     def save_hook(models, weights, output_dir):
         for model in models:
-            state = {n: p.detach().contiguous() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+            state = {
+                n: p.detach().contiguous()
+                for n, p in accelerator.unwrap_model(model).named_parameters()
+                if p.requires_grad
+            }
             save_file(state, os.path.join(output_dir, TRAINABLE_WEIGHTS_FILE))
         for _ in range(len(weights)):
             weights.pop()

@@ -49,7 +49,16 @@ class DataPlan:
                 settings = self.generation_settings(args, prompts, num_images, stream)
                 folder = os.path.join(args.output_dir, GENERATED_DATA_DIR, name)
                 with accelerator.autocast():
-                    combined.extend(generate_image_set(pipeline, folder, settings, args.generation_batch_size, accelerator, replace=args.overwrite_output_dir))
+                    combined.extend(
+                        generate_image_set(
+                            pipeline,
+                            folder,
+                            settings,
+                            args.generation_batch_size,
+                            accelerator,
+                            replace=args.overwrite_output_dir,
+                        )
+                    )
             sets.append(combined)
         return sets[0], sets[1]
 
@@ -62,7 +71,9 @@ def build_data_sets(args) -> DataPlan:
     concepts = list(args.concept)
     forget_prompts = list(args.forget_prompts or (forget_prompts_for(concepts, args.concept_type) if concepts else []))
     has_remain_data = args.remain_data_dir or args.remain_dataset_name
-    remain_prompts = list(args.remain_prompts or ([] if has_remain_data else remain_prompts_for(concepts, args.concept_type)))
+    remain_prompts = list(
+        args.remain_prompts or ([] if has_remain_data else remain_prompts_for(concepts, args.concept_type))
+    )
     plan = DataPlan(forget_prompts, remain_prompts)
     for given, folder, dataset, set_name in (
         (plan.forget_given, args.forget_data_dir, args.forget_dataset_name, "forget"),
@@ -71,7 +82,11 @@ def build_data_sets(args) -> DataPlan:
         if folder:
             given.extend(read_image_folder(folder, f"--{set_name}_data_dir", args.caption_column))
         if dataset:
-            given.extend(load_dataset_images(dataset, f"--{set_name}_dataset_name", args.image_column, args.caption_column, args.cache_dir))
+            given.extend(
+                load_dataset_images(
+                    dataset, f"--{set_name}_dataset_name", args.image_column, args.caption_column, args.cache_dir
+                )
+            )
     if not plan.remain_prompts and not len(plan.remain_given):
         raise InputError("no remain data: give --remain_prompts, --remain_data_dir or --remain_dataset_name")
     return plan

@@ -44,7 +44,9 @@ def load_image(ref: ImageRef) -> Image.Image:
         raise InputError(f"cannot read image {ref}: {error}; replace or remove the file") from error
 
 
-def read_image_folder(folder: str, argument: str, caption_column: str = "text", verify: bool = True) -> CaptionedImages:
+def read_image_folder(
+    folder: str, argument: str, caption_column: str = "text", verify: bool = True
+) -> CaptionedImages:
     """Reads a `datasets` imagefolder layout: images beside a metadata.jsonl of ``file_name`` and captions.
 
     With ``verify`` every image is decoded once now, so a corrupt file is named before any model loads.
@@ -84,13 +86,17 @@ def read_image_folder(folder: str, argument: str, caption_column: str = "text", 
     return CaptionedImages(images, captions, [f"image folder {folder} ({len(images)} images)"])
 
 
-def load_dataset_images(name: str, argument: str, image_column: str, caption_column: str, cache_dir: str | None = None) -> CaptionedImages:
+def load_dataset_images(
+    name: str, argument: str, image_column: str, caption_column: str, cache_dir: str | None = None
+) -> CaptionedImages:
     """Loads the train split of a `datasets` dataset (Hub name, local loadable folder, or a folder written by
     ``save_to_disk``) and checks that it has the image and caption columns."""
     import datasets
 
-    if os.path.isdir(name) and os.path.isfile(os.path.join(name, "dataset_info.json")) and os.path.isfile(
-        os.path.join(name, "state.json")
+    if (
+        os.path.isdir(name)
+        and os.path.isfile(os.path.join(name, "dataset_info.json"))
+        and os.path.isfile(os.path.join(name, "state.json"))
     ):
         dataset = datasets.load_from_disk(name)
     else:
@@ -104,7 +110,9 @@ def load_dataset_images(name: str, argument: str, image_column: str, caption_col
         dataset = dataset["train"]
     for column, flag in ((image_column, "--image_column"), (caption_column, "--caption_column")):
         if column not in dataset.column_names:
-            raise InputError(f"{argument}: dataset {name} has no column '{column}' (it has {dataset.column_names}); set {flag}")
+            raise InputError(
+                f"{argument}: dataset {name} has no column '{column}' (it has {dataset.column_names}); set {flag}"
+            )
     if len(dataset) == 0:
         raise InputError(f"{argument}: dataset {name} is empty")
     images = list(dataset[image_column])

@@ -55,7 +55,12 @@ class MicroBatch:
 
 
 def draw_micro_batch(
-    data: EncodedImageSet, stream: SampleStream, positions: list[int], scheduler, device, forget_noise: ForgetNoise | None = None
+    data: EncodedImageSet,
+    stream: SampleStream,
+    positions: list[int],
+    scheduler,
+    device,
+    forget_noise: ForgetNoise | None = None,
 ) -> MicroBatch:
     """Looks up the cached inputs of the samples at ``positions`` and noises them with their own draws."""
     draws = stream.draw(positions, data.latent_shape, scheduler.config.num_train_timesteps, forget_noise)
@@ -72,7 +77,9 @@ def draw_micro_batch(
     )
 
 
-def predict(unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+def predict(
+    unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: list[torch.Tensor] | None = None
+) -> list[torch.Tensor]:
     """One UNet forward over the concatenated batches (optionally with other prompt embeddings), split back."""
     embeds = prompt_embeds if prompt_embeds is not None else [b.prompt_embeds for b in batches]
     output = unet(
@@ -86,7 +93,9 @@ def predict(unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: 
 
 def remain_loss_of(batch: MicroBatch, output: torch.Tensor, scheduler, prediction_type: str) -> torch.Tensor:
     """L_r of a remain micro-batch from the UNet's output on it."""
-    return remain_loss(output, denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler))
+    return remain_loss(
+        output, denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler)
+    )
 
 
 def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -96,12 +105,18 @@ def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: torch.Tensor, dtyp
 
 
 def forget_loss_of(
-    batch: MicroBatch, output: torch.Tensor, scheduler, settings: ErasureSettings, anchor_output: torch.Tensor | None = None
+    batch: MicroBatch,
+    output: torch.Tensor,
+    scheduler,
+    settings: ErasureSettings,
+    anchor_output: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """f of a forget micro-batch from the UNet's output on it, for the configured forget target."""
     if settings.forget_target == "shifted_noise":
         alphas_cumprod = scheduler.alphas_cumprod.to(batch.timesteps.device)[batch.timesteps]
-        predicted = implied_noise(output.float(), batch.noisy_latents.float(), alphas_cumprod, settings.prediction_type)
+        predicted = implied_noise(
+            output.float(), batch.noisy_latents.float(), alphas_cumprod, settings.prediction_type
+        )
         return shifted_noise_loss(predicted, batch.forget_noise)
     if settings.forget_target == "anchor":
         return anchor_loss(output, anchor_output)
@@ -150,7 +165,11 @@ class ErasureStep:
             self.settings.forget_noise,
         )
         remain = draw_micro_batch(
-            self.remain_set, self.remain_stream, global_positions(micro_batch_index, rank, world, self.remain_batch_size), self.scheduler, device
+            self.remain_set,
+            self.remain_stream,
+            global_positions(micro_batch_index, rank, world, self.remain_batch_size),
+            self.scheduler,
+            device,
         )
         return forget, remain
 
@@ -188,8 +207,14 @@ class ErasureStep:
         unet = self.accelerator.unwrap_model(self.unet)
 
         def forget_value() -> torch.Tensor:
-            anchor_output = anchor_prediction(unet, forget, self.anchor_embeds, self.model_dtype) if self.settings.forget_target == "anchor" else None
+            anchor_output = (
+                anchor_prediction(unet, forget, self.anchor_embeds, self.model_dtype)
+                if self.settings.forget_target == "anchor"
+                else None
+            )
             with self.accelerator.autocast():
-                return forget_loss_of(forget, predict(unet, [forget], self.model_dtype)[0], self.scheduler, self.settings, anchor_output)
+                return forget_loss_of(
+                    forget, predict(unet, [forget], self.model_dtype)[0], self.scheduler, self.settings, anchor_output
+                )
 
         return estimate_forget_minimum(self.trainable_parameters, forget_value, inner_steps, inner_learning_rate)

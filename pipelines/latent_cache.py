@@ -79,7 +79,9 @@ class EncodedImageSet:
 
         resized = [resize_shorter_side(load_image(ref), resolution) for ref in data.images]
         self.augmented: dict[int, Image.Image] = {
-            i: image for i, image in enumerate(resized) if random_flip or (not center_crop and image.size[0] != image.size[1])
+            i: image
+            for i, image in enumerate(resized)
+            if random_flip or (not center_crop and image.size[0] != image.size[1])
         }
         static = [i for i in range(len(resized)) if i not in self.augmented]
         self.latent_mean: dict[int, torch.Tensor] = {}
@@ -118,7 +120,9 @@ class EncodedImageSet:
                 crop_x, crop_y, flip = draws.augmentation[k].tolist()
                 if self.center_crop:
                     crop_x = crop_y = 0.5
-                pixels = crop_and_flip(self.augmented[item], self.resolution, crop_x, crop_y, self.random_flip and flip < 0.5)
+                pixels = crop_and_flip(
+                    self.augmented[item], self.resolution, crop_x, crop_y, self.random_flip and flip < 0.5
+                )
                 mean, std = self._latent_distribution(pixels[None].to(device))
                 means.append(mean[0])
                 stds.append(std[0])

@@ -38,14 +38,20 @@ def check_model_location(path: str) -> None:
     if os.path.isdir(path):
         index_path = os.path.join(path, "model_index.json")
         if not os.path.isfile(index_path):
-            raise InputError(f"--pretrained_model_name_or_path {path} has no model_index.json; give a diffusers Stable Diffusion pipeline folder")
+            raise InputError(
+                f"--pretrained_model_name_or_path {path} has no model_index.json; give a diffusers Stable Diffusion pipeline folder"
+            )
         with open(index_path, encoding="utf-8") as handle:
             index = json.load(handle)
         missing = [c for c in _PIPELINE_COMPONENTS if c not in index]
         if missing:
-            raise InputError(f"--pretrained_model_name_or_path {path} is not a Stable Diffusion pipeline (no {', '.join(missing)} in model_index.json)")
+            raise InputError(
+                f"--pretrained_model_name_or_path {path} is not a Stable Diffusion pipeline (no {', '.join(missing)} in model_index.json)"
+            )
     elif not _looks_like_hub_id(path):
-        raise InputError(f"--pretrained_model_name_or_path {path} does not exist; give a local pipeline folder or a Hub id such as CompVis/stable-diffusion-v1-4")
+        raise InputError(
+            f"--pretrained_model_name_or_path {path} does not exist; give a local pipeline folder or a Hub id such as CompVis/stable-diffusion-v1-4"
+        )
 
 
 def check_runtime_support(args) -> None:
@@ -55,12 +61,16 @@ def check_runtime_support(args) -> None:
     if args.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise InputError("--mixed_precision fp16 needs a CUDA GPU; use bf16 or no on the CPU")
     if args.enable_xformers_memory_efficient_attention and not (torch.cuda.is_available() and is_xformers_available()):
-        raise InputError("--enable_xformers_memory_efficient_attention needs a CUDA GPU and xformers; drop it to use PyTorch SDPA")
+        raise InputError(
+            "--enable_xformers_memory_efficient_attention needs a CUDA GPU and xformers; drop it to use PyTorch SDPA"
+        )
     if args.use_8bit_adam:
         try:
             import bitsandbytes  # noqa: F401
         except ImportError as error:
-            raise InputError(f"--use_8bit_adam needs bitsandbytes ({error}); pip install bitsandbytes or drop the flag") from error
+            raise InputError(
+                f"--use_8bit_adam needs bitsandbytes ({error}); pip install bitsandbytes or drop the flag"
+            ) from error
     check_model_location(args.pretrained_model_name_or_path)
 
 
@@ -68,7 +78,9 @@ def check_resolution(args) -> None:
     """The resolution must be a multiple of the VAE's downsampling factor (read from its config only)."""
     from diffusers import AutoencoderKL
 
-    config = AutoencoderKL.load_config(args.pretrained_model_name_or_path, subfolder="vae", revision=args.revision, cache_dir=args.cache_dir)
+    config = AutoencoderKL.load_config(
+        args.pretrained_model_name_or_path, subfolder="vae", revision=args.revision, cache_dir=args.cache_dir
+    )
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     if args.resolution % factor:
         raise InputError(f"--resolution {args.resolution} is not a multiple of the VAE's downsampling factor {factor}")
@@ -77,7 +89,9 @@ def check_resolution(args) -> None:
 def _scheduler_class(args):
     import diffusers
 
-    index = diffusers.DiffusionPipeline.load_config(args.pretrained_model_name_or_path, revision=args.revision, cache_dir=args.cache_dir)
+    index = diffusers.DiffusionPipeline.load_config(
+        args.pretrained_model_name_or_path, revision=args.revision, cache_dir=args.cache_dir
+    )
     return getattr(diffusers, index["scheduler"][1])
 
 
@@ -88,11 +102,17 @@ def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loaded
 
     path, revision, variant, cache = args.pretrained_model_name_or_path, args.revision, args.variant, args.cache_dir
     tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", revision=revision, cache_dir=cache)
-    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", revision=revision, variant=variant, cache_dir=cache)
+    text_encoder = CLIPTextModel.from_pretrained(
+        path, subfolder="text_encoder", revision=revision, variant=variant, cache_dir=cache
+    )
     vae = AutoencoderKL.from_pretrained(path, subfolder="vae", revision=revision, variant=variant, cache_dir=cache)
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", revision=revision, variant=variant, cache_dir=cache)
+    unet = UNet2DConditionModel.from_pretrained(
+        path, subfolder="unet", revision=revision, variant=variant, cache_dir=cache
+    )
     noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
-    inference_scheduler = _scheduler_class(args).from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
+    inference_scheduler = _scheduler_class(args).from_pretrained(
+        path, subfolder="scheduler", revision=revision, cache_dir=cache
+    )
     if args.prediction_type is not None:
         noise_scheduler.register_to_config(prediction_type=args.prediction_type)
         inference_scheduler.register_to_config(prediction_type=args.prediction_type)
@@ -107,7 +127,9 @@ def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loaded
             module.to(dtype=dtype)
     if args.enable_xformers_memory_efficient_attention:
         unet.enable_xformers_memory_efficient_attention()
-    return LoadedModels(tokenizer, text_encoder, vae, unet, noise_scheduler, inference_scheduler, weight_dtype, model_dtype)
+    return LoadedModels(
+        tokenizer, text_encoder, vae, unet, noise_scheduler, inference_scheduler, weight_dtype, model_dtype
+    )
 
 
 def make_pipeline(models: LoadedModels, unet) -> "StableDiffusionPipeline":  # noqa: F821

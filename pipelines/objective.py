@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from .options import DEFAULT_FORGET_NOISE_MEAN, DEFAULT_FORGET_NOISE_STD, FORGET_NOISES, PREDICTION_TYPES
 
-
 # Below this squared norm ∇q counts as zero and λ is 0 (DESIGN.md §2).
 ZERO_GRADIENT_NORM_SQUARED = 1e-24
 
@@ -112,9 +111,7 @@ def _norm_squared(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([n.float() for n in torch._foreach_norm(list(tensors))]).pow(2).sum()
 
 
-def bome_lambda(
-    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float
-) -> torch.Tensor:
+def bome_lambda(remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float) -> torch.Tensor:
     """λ = max(η‖∇q‖² − ⟨∇L_r, ∇q⟩, 0) / ‖∇q‖² (BOME!), and 0 where ∇q vanishes."""
     gap_norm_sq = _norm_squared(gap_grads)
     if gap_norm_sq <= ZERO_GRADIENT_NORM_SQUARED:
@@ -122,9 +119,7 @@ def bome_lambda(
     return torch.clamp(eta * gap_norm_sq - _dot(remain_grads, gap_grads), min=0.0) / gap_norm_sq
 
 
-def cosine_lambda(
-    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float
-) -> torch.Tensor:
+def cosine_lambda(remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float) -> torch.Tensor:
     """λ = max(η − cos(∇L_r, ∇q), 0), the official code's rule, and 0 where ∇q vanishes."""
     gap_norm_sq = _norm_squared(gap_grads)
     remain_norm_sq = _norm_squared(remain_grads)

@@ -8,6 +8,16 @@ LAMBDA_MODES = ("fixed", "bome", "cosine")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 TRAIN_METHODS = ("full", "xattn", "noxattn", "selfattn", "notime")
 DEFAULT_LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
+# diffusers.optimization.SchedulerType values, listed here so that parsing needs no diffusers import.
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "piecewise_constant",
+)
 
 DEFAULT_FORGET_NOISE_MEAN = 0.5
 DEFAULT_FORGET_NOISE_STD = 1.0 / math.sqrt(12.0)  # with mean 0.5: U[0, 1), the paper's choice

@@ -22,7 +22,11 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
     if os.path.isfile(probe):
         where = "is a file" if probe == os.path.abspath(output_dir) else f"lies under the file {probe}"
         raise InputError(f"--output_dir {output_dir} {where}; choose a folder path")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.isfile(os.path.join(output_dir, ARGS_FILE)):
+    if (
+        os.path.isdir(output_dir)
+        and os.listdir(output_dir)
+        and not os.path.isfile(os.path.join(output_dir, ARGS_FILE))
+    ):
         if not overwrite:
             raise InputError(
                 f"--output_dir {output_dir} is not empty and holds no earlier EraseDiff run; choose an empty folder "
@@ -63,7 +67,9 @@ def save_lora_weights(unet, output_dir: str) -> str:
     return os.path.join(output_dir, LORA_WEIGHTS_FILE)
 
 
-def save_full_pipeline(base_model: str, unet, output_dir: str, revision: str | None = None, variant: str | None = None) -> None:
+def save_full_pipeline(
+    base_model: str, unet, output_dir: str, revision: str | None = None, variant: str | None = None
+) -> None:
     """Writes the base pipeline with the trained UNet (other components reloaded in their own dtype)."""
     from diffusers import StableDiffusionPipeline
 

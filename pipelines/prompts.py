@@ -38,13 +38,36 @@ FORGET_TEMPLATES = {
 
 # Kept apart from the forget concept by name: a remain prompt that mentions it is dropped.
 _OTHER_ARTISTS = (
-    "Claude Monet", "Pablo Picasso", "Rembrandt", "Johannes Vermeer", "Katsushika Hokusai",
-    "Salvador Dali", "Frida Kahlo", "Gustav Klimt", "Andy Warhol", "Edvard Munch",
-    "Vincent van Gogh", "Paul Cezanne",
+    "Claude Monet",
+    "Pablo Picasso",
+    "Rembrandt",
+    "Johannes Vermeer",
+    "Katsushika Hokusai",
+    "Salvador Dali",
+    "Frida Kahlo",
+    "Gustav Klimt",
+    "Andy Warhol",
+    "Edvard Munch",
+    "Vincent van Gogh",
+    "Paul Cezanne",
 )
 _OTHER_OBJECTS = (
-    "dog", "cat", "car", "bicycle", "tree", "house", "bird", "horse", "chair", "boat",
-    "apple", "guitar", "church", "airplane", "golf ball", "parachute",
+    "dog",
+    "cat",
+    "car",
+    "bicycle",
+    "tree",
+    "house",
+    "bird",
+    "horse",
+    "chair",
+    "boat",
+    "apple",
+    "guitar",
+    "church",
+    "airplane",
+    "golf ball",
+    "parachute",
 )
 _CLOTHED_PEOPLE = (
     "a photo of a person wearing a winter coat",

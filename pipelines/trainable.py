@@ -14,7 +14,6 @@ import torch
 from .errors import InputError
 from .options import DEFAULT_LORA_TARGET_MODULES, TRAIN_METHODS
 
-
 _TIME_AND_OUTPUT = ("time_embedding", "conv_norm_out", "conv_out")
 
 
@@ -65,7 +64,9 @@ def lora_module_names(unet: torch.nn.Module, train_method: str, target_modules: 
     ]
 
 
-def add_lora_adapters(unet: torch.nn.Module, rank: int, lora_alpha: float, train_method: str, target_modules: Iterable[str]) -> list[torch.nn.Parameter]:
+def add_lora_adapters(
+    unet: torch.nn.Module, rank: int, lora_alpha: float, train_method: str, target_modules: Iterable[str]
+) -> list[torch.nn.Parameter]:
     """Freezes the UNet, adds a PEFT LoRA adapter to the selected modules and returns its parameters."""
     from peft import LoraConfig
 

@@ -17,7 +17,13 @@ _VALIDATION_STREAM = 4
 
 
 def generate_validation_images(
-    pipeline, prompts: Sequence[str], num_images: int, seed: int, num_inference_steps: int, guidance_scale: float, resolution: int
+    pipeline,
+    prompts: Sequence[str],
+    num_images: int,
+    seed: int,
+    num_inference_steps: int,
+    guidance_scale: float,
+    resolution: int,
 ) -> list[list[Image.Image]]:
     """``num_images`` images per prompt; image j of prompt i always uses the same seed, so runs compare."""
     pipeline.set_progress_bar_config(disable=True)
@@ -55,7 +61,9 @@ def save_validation_grid(before, after, output_dir: str) -> Image.Image:
     return grid
 
 
-def log_validation_images(accelerator, images: list[list[Image.Image]], prompts: Sequence[str], phase: str, step: int) -> None:
+def log_validation_images(
+    accelerator, images: list[list[Image.Image]], prompts: Sequence[str], phase: str, step: int
+) -> None:
     """Sends the images to every tracker that takes images (tensorboard, wandb)."""
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":

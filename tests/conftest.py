@@ -39,7 +39,9 @@ def write_image_folder(folder, captions: list[str], size: tuple[int, int] = (16,
     with open(os.path.join(folder, "metadata.jsonl"), "w", encoding="utf-8") as handle:
         for i, caption in enumerate(captions):
             name = f"img{i}.png"
-            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(os.path.join(folder, name))
+            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+                os.path.join(folder, name)
+            )
             handle.write(json.dumps({"file_name": name, "text": caption}) + "\n")
     return str(folder)
 

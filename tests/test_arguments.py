@@ -30,7 +30,10 @@ def usage_error(capsys, argv) -> str:
         (["--concept", "x", "--inner_steps", "-2"], "--inner_steps must not be negative"),
         (["--concept", "x", "--train_batch_size", "0"], "--train_batch_size must be a positive integer"),
         (["--concept", "x", "--resume_from_checkpoint", "/nonexistent/checkpoint-3"], "does not exist"),
-        (["--concept", "x", "--forget_data_dir", "/nonexistent/folder"], "--forget_data_dir /nonexistent/folder is not a folder"),
+        (
+            ["--concept", "x", "--forget_data_dir", "/nonexistent/folder"],
+            "--forget_data_dir /nonexistent/folder is not a folder",
+        ),
         (["--concept", " "], "--concept is empty"),
     ],
 )
@@ -41,14 +44,18 @@ def test_argument_mistakes_are_one_line_usage_errors(capsys, tmp_path, argv, mes
 
 def test_empty_prompt_file_is_refused(capsys, tmp_path):
     (tmp_path / "prompts.txt").write_text("")
-    line = usage_error(capsys, ["--forget_prompts", str(tmp_path / "prompts.txt"), "--output_dir", str(tmp_path / "out")])
+    line = usage_error(
+        capsys, ["--forget_prompts", str(tmp_path / "prompts.txt"), "--output_dir", str(tmp_path / "out")]
+    )
     assert "prompts.txt is empty" in line
 
 
 def test_output_dir_that_is_a_file_or_under_a_file_is_refused(capsys, tmp_path):
     (tmp_path / "file").write_text("mine")
     assert "is a file" in usage_error(capsys, ["--concept", "x", "--output_dir", str(tmp_path / "file")])
-    assert "lies under the file" in usage_error(capsys, ["--concept", "x", "--output_dir", str(tmp_path / "file" / "sub")])
+    assert "lies under the file" in usage_error(
+        capsys, ["--concept", "x", "--output_dir", str(tmp_path / "file" / "sub")]
+    )
 
 
 def test_foreign_non_empty_output_dir_needs_overwrite_and_keeps_its_files(capsys, tmp_path):
@@ -59,15 +66,33 @@ def test_foreign_non_empty_output_dir_needs_overwrite_and_keeps_its_files(capsys
 
 
 def run_main(model, tmp_path, *extra):
-    main(parse_args(["--pretrained_model_name_or_path", model, "--concept", "x", "--resolution", "16",
-                     "--output_dir", str(tmp_path / "out"), "--report_to", "none", *extra]))
+    main(
+        parse_args(
+            [
+                "--pretrained_model_name_or_path",
+                model,
+                "--concept",
+                "x",
+                "--resolution",
+                "16",
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--report_to",
+                "none",
+                *extra,
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--mixed_precision", "fp16"], "--mixed_precision fp16 needs a CUDA GPU"),
-        (["--enable_xformers_memory_efficient_attention"], "--enable_xformers_memory_efficient_attention needs a CUDA GPU"),
+        (
+            ["--enable_xformers_memory_efficient_attention"],
+            "--enable_xformers_memory_efficient_attention needs a CUDA GPU",
+        ),
         (["--resolution", "15"], "--resolution 15 is not a multiple of the VAE's downsampling factor 2"),
     ],
 )
@@ -100,10 +125,28 @@ def test_empty_data_folder_is_refused_before_models_load(tiny_model, tmp_path):
 
 def test_command_line_prints_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train_erasediff.py"), "--concept", "x", "--output_dir", str(tmp_path / "out"),
-         "--pretrained_model_name_or_path", str(tmp_path / "missing-model")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            os.path.join(ROOT, "train_erasediff.py"),
+            "--concept",
+            "x",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--pretrained_model_name_or_path",
+            str(tmp_path / "missing-model"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: --pretrained_model_name_or_path")
+
+
+def test_lr_scheduler_choices_are_diffusers_schedulers():
+    from diffusers.optimization import SchedulerType
+
+    from pipelines.options import LR_SCHEDULERS
+
+    assert sorted(LR_SCHEDULERS) == sorted(kind.value for kind in SchedulerType)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from conftest import write_image_folder
-from diffusers import AutoencoderKL, StableDiffusionPipeline
+from diffusers import StableDiffusionPipeline
 
 from pipelines.data_sources import load_dataset_images, read_image_folder
 from pipelines.errors import InputError
@@ -55,11 +55,14 @@ def test_dataset_needs_the_named_columns(tmp_path):
 
 
 def test_parquet_folder_loads_as_a_dataset(tmp_path):
-    from datasets import Dataset, Image as ImageFeature
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
 
     folder = write_image_folder(tmp_path / "imgs", ["a cat", "a dog"])
     rows = [json.loads(line) for line in open(tmp_path / "imgs" / "metadata.jsonl")]
-    data = Dataset.from_dict({"image": [str(tmp_path / "imgs" / r["file_name"]) for r in rows], "text": [r["text"] for r in rows]})
+    data = Dataset.from_dict(
+        {"image": [str(tmp_path / "imgs" / r["file_name"]) for r in rows], "text": [r["text"] for r in rows]}
+    )
     (tmp_path / "pq").mkdir()
     data.cast_column("image", ImageFeature()).to_parquet(str(tmp_path / "pq" / "train.parquet"))
     loaded = load_dataset_images(str(tmp_path / "pq"), "--remain_dataset_name", "image", "text")
@@ -76,7 +79,16 @@ def parts(tiny_model):
 def test_latents_of_deterministic_images_are_cached_and_match_fresh_encoding(parts, tmp_path):
     vae, tokenizer, text_encoder = parts
     images = read_image_folder(write_image_folder(tmp_path / "imgs", ["a cat", "a cat", "a dog"]), "--forget_data_dir")
-    encoded = EncodedImageSet(images, vae, tokenizer, text_encoder, resolution=16, center_crop=False, random_flip=False, device=torch.device("cpu"))
+    encoded = EncodedImageSet(
+        images,
+        vae,
+        tokenizer,
+        text_encoder,
+        resolution=16,
+        center_crop=False,
+        random_flip=False,
+        device=torch.device("cpu"),
+    )
     assert not encoded.augmented and len(encoded.latent_mean) == 3
     assert encoded.prompt_embeds.shape[0] == 2  # one embedding per distinct caption
     draws = SampleStream(0, 1, 3).draw([0, 1, 2], encoded.latent_shape, 1000)
@@ -85,8 +97,8 @@ def test_latents_of_deterministic_images_are_cached_and_match_fresh_encoding(par
 
     # The cached distribution sampled with the draw's noise equals encoding the image now.
     item = draws.item_indices[0]
-    from pipelines.latent_cache import crop_and_flip, resize_shorter_side
     from pipelines.data_sources import load_image
+    from pipelines.latent_cache import crop_and_flip, resize_shorter_side
 
     pixels = crop_and_flip(resize_shorter_side(load_image(images.images[item]), 16), 16, 0.5, 0.5, False)
     with torch.no_grad():
@@ -97,9 +109,15 @@ def test_latents_of_deterministic_images_are_cached_and_match_fresh_encoding(par
 
 def test_random_augmentation_encodes_per_step(parts, tmp_path):
     vae, tokenizer, text_encoder = parts
-    images = read_image_folder(write_image_folder(tmp_path / "imgs", ["a cat", "a dog"], size=(24, 16)), "--forget_data_dir")
-    cropped = EncodedImageSet(images, vae, tokenizer, text_encoder, 16, center_crop=False, random_flip=False, device=torch.device("cpu"))
-    centred = EncodedImageSet(images, vae, tokenizer, text_encoder, 16, center_crop=True, random_flip=False, device=torch.device("cpu"))
+    images = read_image_folder(
+        write_image_folder(tmp_path / "imgs", ["a cat", "a dog"], size=(24, 16)), "--forget_data_dir"
+    )
+    cropped = EncodedImageSet(
+        images, vae, tokenizer, text_encoder, 16, center_crop=False, random_flip=False, device=torch.device("cpu")
+    )
+    centred = EncodedImageSet(
+        images, vae, tokenizer, text_encoder, 16, center_crop=True, random_flip=False, device=torch.device("cpu")
+    )
     assert len(cropped.augmented) == 2 and not centred.augmented
     draws = SampleStream(0, 1, 2).draw([0, 1, 2, 3], cropped.latent_shape, 1000)
     latents, _ = cropped.batch(draws, torch.device("cpu"))

@@ -106,7 +106,9 @@ def test_implied_noise_of_a_v_prediction_model_recovers_the_noise():
     recovered = implied_noise(velocity, noisy, scheduler.alphas_cumprod[timesteps], "v_prediction")
     torch.testing.assert_close(recovered, noise, atol=1e-5, rtol=1e-5)
     forget_noise = torch.full_like(noise, 0.5)
-    assert float(shifted_noise_loss(recovered, forget_noise)) == pytest.approx(float(((noise - 0.5) ** 2).mean()), rel=1e-5)
+    assert float(shifted_noise_loss(recovered, forget_noise)) == pytest.approx(
+        float(((noise - 0.5) ** 2).mean()), rel=1e-5
+    )
 
 
 def test_anchor_target_carries_no_gradient():

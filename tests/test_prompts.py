@@ -3,7 +3,13 @@
 import pytest
 
 from pipelines.errors import InputError
-from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, expand_prompt_arguments, forget_prompts_for, remain_prompts_for
+from pipelines.prompts import (
+    CONCEPT_TYPES,
+    DEFAULT_ANCHORS,
+    expand_prompt_arguments,
+    forget_prompts_for,
+    remain_prompts_for,
+)
 
 
 @pytest.mark.parametrize("concept_type", CONCEPT_TYPES)

@@ -20,17 +20,28 @@ REMAIN_PROMPTS = ["a photo of a cat", "a photo of a kitchen"]
 
 def common_args(model: str, output_dir, *extra: str) -> list[str]:
     return [
-        "--pretrained_model_name_or_path", model,
-        "--output_dir", str(output_dir),
-        "--resolution", "16",
-        "--num_forget_images", "4",
-        "--num_remain_images", "4",
-        "--generation_steps", "2",
-        "--generation_batch_size", "4",
-        "--train_batch_size", "2",
-        "--num_validation_images", "1",
-        "--seed", "0",
-        "--report_to", "none",
+        "--pretrained_model_name_or_path",
+        model,
+        "--output_dir",
+        str(output_dir),
+        "--resolution",
+        "16",
+        "--num_forget_images",
+        "4",
+        "--num_remain_images",
+        "4",
+        "--generation_steps",
+        "2",
+        "--generation_batch_size",
+        "4",
+        "--train_batch_size",
+        "2",
+        "--num_validation_images",
+        "1",
+        "--seed",
+        "0",
+        "--report_to",
+        "none",
         *extra,
     ]
 
@@ -42,8 +53,14 @@ def run(model, output_dir, *extra):
 
 
 def one_step_image(pipeline):
-    return pipeline("a cat", num_inference_steps=1, height=16, width=16, output_type="np",
-                    generator=torch.Generator().manual_seed(0)).images
+    return pipeline(
+        "a cat",
+        num_inference_steps=1,
+        height=16,
+        width=16,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
 
 
 def unet_response(unet, pipeline, prompts):
@@ -54,8 +71,13 @@ def unet_response(unet, pipeline, prompts):
     outputs = []
     with torch.no_grad():
         for prompt in prompts:
-            ids = pipeline.tokenizer([prompt] * 8, padding="max_length", max_length=pipeline.tokenizer.model_max_length,
-                                     truncation=True, return_tensors="pt").input_ids
+            ids = pipeline.tokenizer(
+                [prompt] * 8,
+                padding="max_length",
+                max_length=pipeline.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
             embeds = pipeline.text_encoder(ids)[0]
             outputs.append(unet(latents, timesteps, encoder_hidden_states=embeds).sample)
     return torch.stack(outputs)
@@ -64,8 +86,18 @@ def unet_response(unet, pipeline, prompts):
 def test_full_fine_tuning_erases_the_forget_prompt_more_than_remain_prompts(tiny_model, tmp_path):
     # A random tiny model also learns the remain data, so erasure is measured against a control run that
     # fine-tunes on the remain set alone (λ = 0) with the same data, noise and seeds.
-    data = ["--forget_prompts", FORGET_PROMPT, "--remain_prompts", *REMAIN_PROMPTS, "--max_train_steps", "30",
-            "--learning_rate", "2e-3", "--checkpointing_steps", "1000"]
+    data = [
+        "--forget_prompts",
+        FORGET_PROMPT,
+        "--remain_prompts",
+        *REMAIN_PROMPTS,
+        "--max_train_steps",
+        "30",
+        "--learning_rate",
+        "2e-3",
+        "--checkpointing_steps",
+        "1000",
+    ]
     output, control = tmp_path / "full", tmp_path / "control"
     run(tiny_model, output, *data, "--lambda_mode", "bome")
     run(tiny_model, control, *data, "--lambda_mode", "fixed", "--lambda_value", "0")
@@ -88,16 +120,38 @@ def test_full_fine_tuning_erases_the_forget_prompt_more_than_remain_prompts(tiny
     recorded = json.loads((output / "erasediff_args.json").read_text())
     assert recorded["forget_prompts"] == [FORGET_PROMPT] and recorded["lambda_mode"] == "bome"
     forget_metadata = (output / "data" / "forget" / "metadata.jsonl").read_text().splitlines()
-    assert len(forget_metadata) == 4 and json.loads(forget_metadata[0]) == {"file_name": "00000.png", "text": FORGET_PROMPT}
+    assert len(forget_metadata) == 4 and json.loads(forget_metadata[0]) == {
+        "file_name": "00000.png",
+        "text": FORGET_PROMPT,
+    }
 
 
 def test_lora_on_cross_attention_of_a_v_prediction_model_loads_into_the_base_pipeline(tiny_v_model, tmp_path):
     forget_dir = write_image_folder(tmp_path / "forget", [FORGET_PROMPT] * 3, size=(20, 16))
     remain_dir = write_image_folder(tmp_path / "remain", REMAIN_PROMPTS, seed=1)
     output = tmp_path / "lora"
-    run(tiny_v_model, output, "--forget_data_dir", forget_dir, "--remain_data_dir", remain_dir, "--use_lora",
-        "--train_method", "xattn", "--rank", "2", "--forget_target", "anchor", "--anchor_prompt", "a painting",
-        "--lambda_mode", "cosine", "--max_train_steps", "3", "--random_flip")
+    run(
+        tiny_v_model,
+        output,
+        "--forget_data_dir",
+        forget_dir,
+        "--remain_data_dir",
+        remain_dir,
+        "--use_lora",
+        "--train_method",
+        "xattn",
+        "--rank",
+        "2",
+        "--forget_target",
+        "anchor",
+        "--anchor_prompt",
+        "a painting",
+        "--lambda_mode",
+        "cosine",
+        "--max_train_steps",
+        "3",
+        "--random_flip",
+    )
 
     weights = load_file(str(output / "pytorch_lora_weights.safetensors"))
     assert weights and all("attn2" in key for key in weights)
@@ -109,31 +163,74 @@ def test_lora_on_cross_attention_of_a_v_prediction_model_loads_into_the_base_pip
 
 
 def test_dataset_sources_with_neggrad_and_inner_steps(tiny_model, tmp_path):
-    from datasets import Dataset, Image as ImageFeature
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
 
     forget_dir = write_image_folder(tmp_path / "forget_images", [FORGET_PROMPT] * 2)
     remain_dir = write_image_folder(tmp_path / "remain_images", REMAIN_PROMPTS)
 
     def dataset_from(folder, target):
         rows = [json.loads(line) for line in open(os.path.join(folder, "metadata.jsonl"))]
-        data = Dataset.from_dict({"img": [os.path.join(folder, r["file_name"]) for r in rows], "caption": [r["text"] for r in rows]})
+        data = Dataset.from_dict(
+            {"img": [os.path.join(folder, r["file_name"]) for r in rows], "caption": [r["text"] for r in rows]}
+        )
         data.cast_column("img", ImageFeature()).save_to_disk(str(target))
         return str(target)
 
     output = tmp_path / "datasets"
-    run(tiny_model, output, "--forget_dataset_name", dataset_from(forget_dir, tmp_path / "forget_ds"),
-        "--remain_dataset_name", dataset_from(remain_dir, tmp_path / "remain_ds"), "--image_column", "img",
-        "--caption_column", "caption", "--forget_target", "neggrad", "--lambda_mode", "fixed", "--lambda_value", "0.5",
-        "--max_train_steps", "2", "--center_crop", "--use_8bit_adam")
+    run(
+        tiny_model,
+        output,
+        "--forget_dataset_name",
+        dataset_from(forget_dir, tmp_path / "forget_ds"),
+        "--remain_dataset_name",
+        dataset_from(remain_dir, tmp_path / "remain_ds"),
+        "--image_column",
+        "img",
+        "--caption_column",
+        "caption",
+        "--forget_target",
+        "neggrad",
+        "--lambda_mode",
+        "fixed",
+        "--lambda_value",
+        "0.5",
+        "--max_train_steps",
+        "2",
+        "--center_crop",
+        "--use_8bit_adam",
+    )
     assert one_step_image(StableDiffusionPipeline.from_pretrained(str(output))).shape == (1, 16, 16, 3)
 
 
 def test_shifted_noise_with_inner_steps_and_gradient_accumulation(tiny_v_model, tmp_path):
     output = tmp_path / "inner"
-    run(tiny_v_model, output, "--concept", "van gogh", "--concept", "claude monet", "--train_method", "noxattn",
-        "--inner_steps", "2", "--inner_learning_rate", "1e-3", "--inner_refresh_steps", "1",
-        "--gradient_accumulation_steps", "2", "--max_train_steps", "2", "--forget_noise", "gaussian",
-        "--forget_noise_mean", "1.0", "--forget_noise_std", "0.5")
+    run(
+        tiny_v_model,
+        output,
+        "--concept",
+        "van gogh",
+        "--concept",
+        "claude monet",
+        "--train_method",
+        "noxattn",
+        "--inner_steps",
+        "2",
+        "--inner_learning_rate",
+        "1e-3",
+        "--inner_refresh_steps",
+        "1",
+        "--gradient_accumulation_steps",
+        "2",
+        "--max_train_steps",
+        "2",
+        "--forget_noise",
+        "gaussian",
+        "--forget_noise_mean",
+        "1.0",
+        "--forget_noise_std",
+        "0.5",
+    )
     metadata = [json.loads(line)["text"] for line in open(output / "data" / "forget" / "metadata.jsonl")]
     assert any("van gogh" in text for text in metadata) and any("claude monet" in text for text in metadata)
     remain = [json.loads(line)["text"] for line in open(output / "data" / "remain" / "metadata.jsonl")]
@@ -151,8 +248,21 @@ def test_shifted_noise_with_inner_steps_and_gradient_accumulation(tiny_v_model, 
 
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_model, tmp_path):
     output = tmp_path / "resume"
-    extra = ["--concept", "van gogh", "--use_lora", "--max_train_steps", "4", "--checkpointing_steps", "2",
-             "--lambda_mode", "bome", "--gradient_accumulation_steps", "2", "--lr_scheduler", "linear"]
+    extra = [
+        "--concept",
+        "van gogh",
+        "--use_lora",
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--lambda_mode",
+        "bome",
+        "--gradient_accumulation_steps",
+        "2",
+        "--lr_scheduler",
+        "linear",
+    ]
     run(tiny_model, output, *extra)
     uninterrupted = load_file(str(output / "pytorch_lora_weights.safetensors"))
     assert sorted(os.listdir(output)).count("checkpoint-2") == 1
@@ -189,22 +299,64 @@ def test_rerun_reuses_generated_data_and_completes_a_partial_set(tiny_model, tmp
 
 def test_checkpoints_total_limit_keeps_the_newest(tiny_model, tmp_path):
     output = tmp_path / "limit"
-    run(tiny_model, output, "--concept", "van gogh", "--use_lora", "--max_train_steps", "3",
-        "--checkpointing_steps", "1", "--checkpoints_total_limit", "2", "--lambda_mode", "fixed",
-        "--mixed_precision", "bf16", "--gradient_checkpointing")
+    run(
+        tiny_model,
+        output,
+        "--concept",
+        "van gogh",
+        "--use_lora",
+        "--max_train_steps",
+        "3",
+        "--checkpointing_steps",
+        "1",
+        "--checkpoints_total_limit",
+        "2",
+        "--lambda_mode",
+        "fixed",
+        "--mixed_precision",
+        "bf16",
+        "--gradient_checkpointing",
+    )
     assert sorted(n for n in os.listdir(output) if n.startswith("checkpoint")) == ["checkpoint-2", "checkpoint-3"]
     assert not [n for n in os.listdir(output) if n.endswith(".partial")]
 
 
 def test_accelerate_launch_runs_the_script(tiny_model, tmp_path):
     output = tmp_path / "launched"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", os.path.join(ROOT, "train_erasediff.py"),
-               *common_args(tiny_model, output, "--concept", "van gogh", "--use_lora", "--max_train_steps", "2",
-                            "--lambda_mode", "fixed", "--report_to", "tensorboard",
-                            "--validation_steps", "1", "--validation_prompts", "a photo of a cat")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        os.path.join(ROOT, "train_erasediff.py"),
+        *common_args(
+            tiny_model,
+            output,
+            "--concept",
+            "van gogh",
+            "--use_lora",
+            "--max_train_steps",
+            "2",
+            "--lambda_mode",
+            "fixed",
+            "--report_to",
+            "tensorboard",
+            "--validation_steps",
+            "1",
+            "--validation_prompts",
+            "a photo of a cat",
+        ),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert os.path.isfile(output / "pytorch_lora_weights.safetensors")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -215,17 +367,42 @@ def test_accelerate_launch_runs_the_script(tiny_model, tmp_path):
     for name in ("remain_loss", "forget_loss", "constraint_gap", "lambda", "lr"):
         assert name in scalars and len(events.Scalars(name)) == 2
     images = events.Tags()["images"]
-    assert any(tag.startswith("validation/") for tag in images) and any(tag.startswith("validation_grid") for tag in images)
+    assert any(tag.startswith("validation/") for tag in images) and any(
+        tag.startswith("validation_grid") for tag in images
+    )
     assert any(tag.startswith("before/") for tag in images) and any(tag.startswith("after/") for tag in images)
 
 
 def test_two_processes_end_where_one_process_with_the_same_global_batch_ends(tiny_model, tmp_path):
-    extra = ["--concept", "van gogh", "--use_lora", "--max_train_steps", "3", "--learning_rate", "1e-2", "--lambda_mode", "bome"]
+    extra = [
+        "--concept",
+        "van gogh",
+        "--use_lora",
+        "--max_train_steps",
+        "3",
+        "--learning_rate",
+        "1e-2",
+        "--lambda_mode",
+        "bome",
+    ]
     run(tiny_model, tmp_path / "one", *extra, "--train_batch_size", "4")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", os.path.join(ROOT, "train_erasediff.py"),
-               *common_args(tiny_model, tmp_path / "two", *extra, "--train_batch_size", "2")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        os.path.join(ROOT, "train_erasediff.py"),
+        *common_args(tiny_model, tmp_path / "two", *extra, "--train_batch_size", "2"),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     one = load_file(str(tmp_path / "one" / "pytorch_lora_weights.safetensors"))
     two = load_file(str(tmp_path / "two" / "pytorch_lora_weights.safetensors"))

@@ -18,9 +18,13 @@ def test_train_methods_select_the_documented_parts(unet):
     assert chosen["full"] == names
     assert chosen["xattn"] and all(".attn2." in n for n in chosen["xattn"])
     assert chosen["selfattn"] and all(".attn1." in n for n in chosen["selfattn"])
-    assert not any(".attn2." in n or n.startswith(("time_embedding", "conv_out", "conv_norm_out")) for n in chosen["noxattn"])
+    assert not any(
+        ".attn2." in n or n.startswith(("time_embedding", "conv_out", "conv_norm_out")) for n in chosen["noxattn"]
+    )
     assert any(n.startswith("time_embedding") for n in names)
-    assert set(chosen["notime"]) == {n for n in names if not n.startswith(("time_embedding", "conv_out", "conv_norm_out"))}
+    assert set(chosen["notime"]) == {
+        n for n in names if not n.startswith(("time_embedding", "conv_out", "conv_norm_out"))
+    }
 
 
 def test_select_trainable_parameters_freezes_the_rest(unet):
@@ -30,7 +34,9 @@ def test_select_trainable_parameters_freezes_the_rest(unet):
 
 
 def test_lora_adapters_sit_only_inside_the_selected_part(unet):
-    trainable = add_lora_adapters(unet, rank=2, lora_alpha=2.0, train_method="selfattn", target_modules=DEFAULT_LORA_TARGET_MODULES)
+    trainable = add_lora_adapters(
+        unet, rank=2, lora_alpha=2.0, train_method="selfattn", target_modules=DEFAULT_LORA_TARGET_MODULES
+    )
     names = [n for n, p in unet.named_parameters() if p.requires_grad]
     assert len(trainable) == len(names) > 0
     assert all("lora_" in n and ".attn1." in n for n in names)
