@@ -16,6 +16,7 @@ import sys
 # Only light imports up here: arguments are checked before torch and diffusers load (about 5 s).
 from pipelines.checkpoints import resolve_resume_path
 from pipelines.errors import InputError
+from pipelines.export import SAVE_AS_CHOICES
 from pipelines.options import (
     DEFAULT_FORGET_NOISE_MEAN,
     DEFAULT_FORGET_NOISE_STD,
@@ -28,7 +29,7 @@ from pipelines.options import (
     TRAIN_METHODS,
 )
 from pipelines.outputs import check_output_dir
-from pipelines.prompts import CONCEPT_TYPES, expand_prompt_arguments
+from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, expand_prompt_arguments
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 
@@ -272,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Validation images every this many steps (always before and after).",
     )
+
+    hub = parser.add_argument_group("output and publishing")
+    hub.add_argument(
+        "--save_as",
+        choices=SAVE_AS_CHOICES,
+        default=None,
+        help="lora (default for LoRA runs), pipeline (the adapter fused into a standalone pipeline; the only choice "
+        "for full fine-tuning) or both (LoRA at the root, the fused pipeline in fused/).",
+    )
+    hub.add_argument("--push_to_hub", action="store_true", help="Upload the output folder to the Hub at the end.")
+    hub.add_argument("--hub_token", default=None, help="Hub token; prefer `huggingface-cli login`.")
+    hub.add_argument("--hub_model_id", default=None, help="Repo to push to (default: the output folder's name).")
+    hub.add_argument("--hub_private_repo", action="store_true", help="Create the repo as private.")
+    hub.add_argument("--push_checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
+    hub.add_argument("--push_generated_data", action="store_true", help="Also upload the generated data/ folder.")
+    hub.add_argument("--push_logs", action="store_true", help="Also upload the tracker logs.")
     return parser
 
 
@@ -324,6 +341,12 @@ def _check_arguments(args) -> None:
         raise InputError(
             f'--resume_from_checkpoint {args.resume_from_checkpoint} does not exist; give a checkpoint-<step> folder or "latest"'
         )
+    if args.hub_token and args.report_to in ("wandb", "all"):
+        raise InputError(
+            "--hub_token cannot be used with --report_to wandb: the tracker would record it; run `huggingface-cli login` instead"
+        )
+    if args.save_as in ("lora", "both") and not args.use_lora:
+        raise InputError(f"--save_as {args.save_as} needs --use_lora; a full fine-tuning run is saved as a pipeline")
     check_output_dir(args.output_dir, args.overwrite_output_dir)
 
 
@@ -345,6 +368,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         args.learning_rate = 1e-4 if args.use_lora else 1e-5
     if args.forget_batch_size is None:
         args.forget_batch_size = args.train_batch_size
+    if args.anchor_prompt is None:
+        args.anchor_prompt = DEFAULT_ANCHORS[args.concept_type]
+    if args.save_as is None:
+        args.save_as = "lora" if args.use_lora else "pipeline"
     return args
 
 
@@ -363,7 +390,9 @@ def main(args: argparse.Namespace) -> None:
     from pipelines.checkpoints import checkpoint_step, register_trainable_state_hooks, save_checkpoint
     from pipelines.data_sets import build_data_sets, first_captions
     from pipelines.erasure_step import ErasureSettings, ErasureStep
+    from pipelines.export import save_erased_model
     from pipelines.latent_cache import EncodedImageSet, encode_prompts
+    from pipelines.model_card import summary_of, write_model_card
     from pipelines.models import (
         check_resolution,
         check_runtime_support,
@@ -372,8 +401,8 @@ def main(args: argparse.Namespace) -> None:
         mixed_precision_dtype,
     )
     from pipelines.objective import ForgetNoise, known_forget_minimum
-    from pipelines.outputs import read_recorded_arguments, save_arguments, save_full_pipeline, save_lora_weights
-    from pipelines.prompts import DEFAULT_ANCHORS
+    from pipelines.outputs import read_recorded_arguments, save_arguments
+    from pipelines.publishing import check_hub_credentials, create_hub_repo, upload_ignore_patterns, upload_output
     from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
     from pipelines.trainable import add_lora_adapters, select_trainable_parameters
     from pipelines.validation import generate_validation_images, log_validation_images, save_validation_grid
@@ -381,6 +410,8 @@ def main(args: argparse.Namespace) -> None:
     logger = get_logger(__name__)
     check_runtime_support(args)
     check_resolution(args)
+    if args.push_to_hub:
+        check_hub_credentials(args.hub_token)
     if args.seed is None:  # a resumed run keeps the seed its first run drew
         recorded = read_recorded_arguments(args.output_dir) if args.resume_from_checkpoint else None
         args.seed = recorded["seed"] if recorded else random.randrange(2**31)
@@ -396,6 +427,13 @@ def main(args: argparse.Namespace) -> None:
     set_seed(args.seed)
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
+    repo_id = None
+    if args.push_to_hub and accelerator.is_main_process:  # created now, so a bad token or name fails before training
+        repo_id = create_hub_repo(
+            args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
+            args.hub_token,
+            args.hub_private_repo,
+        )
 
     # User data first: a bad folder or dataset fails before any model loads.
     data_plan = build_data_sets(args)
@@ -445,9 +483,8 @@ def main(args: argparse.Namespace) -> None:
     )
     forget_set = EncodedImageSet(forget_images, **encode)
     remain_set = EncodedImageSet(remain_images, **encode)
-    anchor_prompt = args.anchor_prompt if args.anchor_prompt is not None else DEFAULT_ANCHORS[args.concept_type]
     anchor_embeds = (
-        encode_prompts([anchor_prompt], tokenizer, text_encoder, accelerator.device)
+        encode_prompts([args.anchor_prompt], tokenizer, text_encoder, accelerator.device)
         if args.forget_target == "anchor"
         else None
     )
@@ -608,17 +645,22 @@ def main(args: argparse.Namespace) -> None:
         log_validation_images(
             accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
         )
-        if args.use_lora:
-            save_lora_weights(trained_unet, args.output_dir)
-        else:
-            save_full_pipeline(
-                args.pretrained_model_name_or_path,
-                trained_unet.to(torch.float32),
-                args.output_dir,
-                args.revision,
-                args.variant,
+        fused_folder = save_erased_model(args, trained_unet)
+        write_model_card(
+            args,
+            summary_of(forget_images, data_plan.forget_prompts),
+            summary_of(remain_images, data_plan.remain_prompts),
+            repo_id,
+            cross_attention_dim=trained_unet.config.cross_attention_dim,
+            fused_folder=fused_folder,
+        )
+        logger.info("Saved the erased model and its model card to %s.", args.output_dir)
+        if args.push_to_hub:
+            ignore = upload_ignore_patterns(
+                args.logging_dir, args.push_checkpoints, args.push_generated_data, args.push_logs
             )
-        logger.info("Saved the erased model to %s.", args.output_dir)
+            upload_output(repo_id, args.output_dir, args.hub_token, ignore)
+            logger.info("Pushed %s to the Hub as %s.", args.output_dir, repo_id)
     accelerator.end_training()
 
 

@@ -1,5 +1,4 @@
-"""The output folder: refusing to clobber someone else's files, recording the run's arguments, and
-writing the result as LoRA weights or a full diffusers pipeline."""
+"""The output folder: refusing to clobber someone else's files, and recording the run's arguments."""
 
 from __future__ import annotations
 
@@ -53,25 +52,3 @@ def save_arguments(args, output_dir: str) -> None:
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, ARGS_FILE), "w", encoding="utf-8") as handle:
         json.dump(public_arguments(args), handle, indent=2, sort_keys=True)
-
-
-def save_lora_weights(unet, output_dir: str) -> str:
-    """Writes the UNet's LoRA adapter as ``pytorch_lora_weights.safetensors`` in diffusers' format, loadable
-    with ``StableDiffusionPipeline.load_lora_weights``."""
-    from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
-
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    StableDiffusionPipeline.save_lora_weights(output_dir, unet_lora_layers=layers, safe_serialization=True)
-    return os.path.join(output_dir, LORA_WEIGHTS_FILE)
-
-
-def save_full_pipeline(
-    base_model: str, unet, output_dir: str, revision: str | None = None, variant: str | None = None
-) -> None:
-    """Writes the base pipeline with the trained UNet (other components reloaded in their own dtype)."""
-    from diffusers import StableDiffusionPipeline
-
-    pipeline = StableDiffusionPipeline.from_pretrained(base_model, unet=unet, revision=revision, variant=variant)
-    pipeline.save_pretrained(output_dir, safe_serialization=True)

@@ -1,0 +1,265 @@
+"""The model card (``README.md`` in the output folder): YAML metadata (huggingface_hub's ModelCardData and
+diffusers' ``populate_model_card``) and a body that records what was erased, from which data, how, and how
+to load the result."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .outputs import LORA_WEIGHTS_FILE
+from .validation import VALIDATION_GRID_FILE
+
+CARD_FILE = "README.md"
+BASE_TAGS = (
+    "stable-diffusion",
+    "stable-diffusion-diffusers",
+    "text-to-image",
+    "diffusers",
+    "diffusers-training",
+    "erasediff",
+    "machine-unlearning",
+    "concept-erasure",
+)
+# Licenses of well-known bases; every SD 1.x checkpoint carries the CreativeML OpenRAIL-M licence.
+KNOWN_LICENSES = {
+    "CompVis/stable-diffusion-v1-1": "creativeml-openrail-m",
+    "CompVis/stable-diffusion-v1-2": "creativeml-openrail-m",
+    "CompVis/stable-diffusion-v1-3": "creativeml-openrail-m",
+    "CompVis/stable-diffusion-v1-4": "creativeml-openrail-m",
+    "runwayml/stable-diffusion-v1-5": "creativeml-openrail-m",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "creativeml-openrail-m",
+    "stabilityai/stable-diffusion-2": "openrail++",
+    "stabilityai/stable-diffusion-2-base": "openrail++",
+    "stabilityai/stable-diffusion-2-1": "openrail++",
+    "stabilityai/stable-diffusion-2-1-base": "openrail++",
+}
+SD1_CROSS_ATTENTION_DIM = 768
+PAPER_BIBTEX = """@article{wu2024erasediff,
+  title   = {EraseDiff: Erasing Data Influence in Diffusion Models},
+  author  = {Wu, Jing and Le, Trung and Hayat, Munawar and Harandi, Mehrtash},
+  journal = {arXiv preprint arXiv:2401.05779},
+  year    = {2024}
+}"""
+_PROMPTS_SHOWN = 12
+
+
+@dataclass
+class DataSummary:
+    """How one of the two sets (forget or remain) was made."""
+
+    sources: list[str]
+    count: int
+    prompts: list[str] = field(default_factory=list)
+
+
+def base_model_license(base_model: str, cross_attention_dim: int | None = None) -> str | None:
+    """The base model's licence where known: a known Hub id, a local folder's own card, or SD 1.x's."""
+    if base_model in KNOWN_LICENSES:
+        return KNOWN_LICENSES[base_model]
+    local_card = os.path.join(base_model, CARD_FILE)
+    if os.path.isfile(local_card):
+        from huggingface_hub import ModelCard
+
+        license_name = ModelCard.load(local_card).data.license
+        if license_name:
+            return license_name
+    if cross_attention_dim == SD1_CROSS_ATTENTION_DIM:
+        return "creativeml-openrail-m"
+    return None
+
+
+def load_snippet(base_model: str, model_reference: str, is_lora: bool, prompt: str) -> str:
+    """Python that loads this artifact with stock diffusers (the test runs it as written)."""
+    if is_lora:
+        lines = [
+            "from diffusers import StableDiffusionPipeline",
+            "",
+            f"pipe = StableDiffusionPipeline.from_pretrained({base_model!r})",
+            f"pipe.load_lora_weights({model_reference!r})",
+        ]
+    else:
+        lines = [
+            "from diffusers import StableDiffusionPipeline",
+            "",
+            f"pipe = StableDiffusionPipeline.from_pretrained({model_reference!r})",
+        ]
+    lines.append(f"image = pipe({prompt!r}).images[0]")
+    return "\n".join(lines)
+
+
+def _set_section(title: str, summary: DataSummary) -> list[str]:
+    lines = [f"**{title}** — {summary.count} images: " + "; ".join(summary.sources) + "."]
+    if summary.prompts:
+        shown = summary.prompts[:_PROMPTS_SHOWN]
+        more = len(summary.prompts) - len(shown)
+        lines.append(
+            "Prompts: " + ", ".join(f"`{p}`" for p in shown) + (f" and {more} more" if more > 0 else "") + "."
+        )
+    return lines
+
+
+def _hyperparameter_rows(args) -> list[tuple[str, str]]:
+    rows = [
+        ("forget target", args.forget_target),
+        ("ε_f", f"{args.forget_noise}, mean {args.forget_noise_mean:g}, std {args.forget_noise_std:.4g}")
+        if args.forget_target == "shifted_noise"
+        else ("anchor prompt", repr(args.anchor_prompt))
+        if args.forget_target == "anchor"
+        else None,
+        ("λ rule", args.lambda_mode),
+        (
+            "λ" if args.lambda_mode == "fixed" else "η",
+            f"{args.lambda_value:g}" if args.lambda_mode == "fixed" else f"{args.eta:g}",
+        ),
+        ("inner steps K", f"{args.inner_steps}" + (" (closed-form f*)" if args.inner_steps == 0 else "")),
+        ("training steps", str(args.max_train_steps)),
+        (
+            "batch (remain + forget) × accumulation",
+            f"({args.train_batch_size} + {args.forget_batch_size}) × {args.gradient_accumulation_steps}",
+        ),
+        ("learning rate", f"{args.learning_rate:g} ({args.lr_scheduler})"),
+        ("train_method", args.train_method),
+        (
+            "LoRA",
+            f"rank {args.rank}, alpha {args.lora_alpha:g}, modules {','.join(args.lora_target_modules)}"
+            if args.use_lora
+            else "no",
+        ),
+        ("precision", args.mixed_precision or "accelerate default"),
+        ("resolution", str(args.resolution)),
+        ("seed", str(args.seed)),
+    ]
+    return [row for row in rows if row is not None]
+
+
+def card_body(
+    args,
+    forget: DataSummary,
+    remain: DataSummary,
+    model_reference: str,
+    metrics: dict | None = None,
+    fused_folder: str | None = None,
+) -> str:
+    """The Markdown body of the card."""
+    concepts = (
+        ", ".join(f"**{c}**" for c in args.concept) + f" ({args.concept_type})"
+        if args.concept
+        else "the concept shown by the forget prompts"
+    )
+    base = args.pretrained_model_name_or_path
+    base_is_local = os.path.exists(base)
+    sample_prompt = (forget.prompts or remain.prompts or ["a photo"])[0]
+    lines = [
+        f"# EraseDiff: {', '.join(args.concept) or 'concept'} erased from {os.path.basename(base.rstrip('/')) or base}",
+        "",
+        f"This model is `{base}` with {concepts} erased by "
+        "[EraseDiff](https://arxiv.org/abs/2401.05779), trained with `train_erasediff.py`"
+        + (
+            f" as LoRA weights (`{LORA_WEIGHTS_FILE}`)."
+            if args.use_lora and args.save_as != "pipeline"
+            else " as a full diffusers pipeline."
+        ),
+    ]
+    if base_is_local:
+        lines += [
+            "",
+            f"The base model was the local folder `{base}`; point the loader at your copy of it (`base_model=`).",
+        ]
+    lines += [
+        "",
+        "## How to use",
+        "",
+        "```python",
+        load_snippet(base, model_reference, args.use_lora and args.save_as != "pipeline", sample_prompt),
+        "```",
+    ]
+    if fused_folder:
+        lines += [
+            "",
+            f"A standalone pipeline with the adapter fused into the UNet is in `{fused_folder}/` "
+            "(`StableDiffusionPipeline.from_pretrained` on that folder).",
+        ]
+    lines += [
+        "",
+        "Or with this project's loader, which finds the base model by itself:",
+        "",
+        "```python",
+        "from pipelines.loading import load_erased_pipeline",
+        "",
+        f"pipe = load_erased_pipeline({model_reference!r})",
+        "```",
+        "",
+        "## Before and after",
+        "",
+        "Each row is one prompt (forget prompts first); the left half shows the base model and the right half "
+        "this model, with the same seeds.",
+        "",
+        f"![before and after]({VALIDATION_GRID_FILE})",
+    ]
+    if metrics:
+        lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [
+            f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
+            for name, value in metrics.items()
+        ]
+    lines += ["", "## Training data", "", *_set_section("Forget set", forget), "", *_set_section("Remain set", remain)]
+    lines += [
+        "",
+        "## Method and hyper-parameters",
+        "",
+        "EraseDiff solves `min L_r(θ) s.t. f(θ) − f* ≤ 0`: it keeps the denoising loss on the remain set while "
+        "driving the forget loss to its minimum, stepping along `∇L_r + λ∇f`.",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {value} |" for name, value in _hyperparameter_rows(args)]
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Erasure is not a guarantee. It lowers how often the concept appears for the prompts it was trained on, "
+        "but paraphrases, other languages, related concepts and adversarial prompts or embeddings can still recover it.",
+        "- Erasing one concept can change how the model draws related concepts (other artists, similar objects).",
+        "- The base model's own biases and limitations remain.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        PAPER_BIBTEX,
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(
+    args,
+    forget: DataSummary,
+    remain: DataSummary,
+    repo_id: str | None,
+    cross_attention_dim: int | None = None,
+    metrics: dict | None = None,
+    fused_folder: str | None = None,
+):
+    """Builds the card and writes ``<output_dir>/README.md``; returns the card."""
+    from diffusers.utils.hub_utils import populate_model_card
+    from huggingface_hub import ModelCard, ModelCardData
+
+    # Built locally, never from the Hub: a rerun must describe this run, not an older card in the repo.
+    metadata = ModelCardData(
+        license=base_model_license(args.pretrained_model_name_or_path, cross_attention_dim),
+        library_name="diffusers",
+        base_model=args.pretrained_model_name_or_path,
+        inference=True,
+    )
+    body = card_body(args, forget, remain, repo_id or args.output_dir, metrics, fused_folder)
+    card = ModelCard.from_template(metadata, template_str="---\n{{ card_data }}\n---\n\n{{ body }}", body=body)
+    populate_model_card(card, tags=[*BASE_TAGS, *(["lora"] if args.use_lora else [])])
+    card.save(os.path.join(args.output_dir, CARD_FILE))
+    return card
+
+
+def summary_of(images, generated_prompts: list[str]) -> DataSummary:
+    """A DataSummary for a CaptionedImages set; prompts are those generated from, else the distinct captions."""
+    return DataSummary(list(images.sources), len(images), list(generated_prompts or dict.fromkeys(images.captions)))

@@ -1,0 +1,160 @@
+"""Model card, loading, export and Hub push of an erased model."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from diffusers import StableDiffusionPipeline
+from fake_hub import FakeHub
+from huggingface_hub import ModelCard
+
+from pipelines.errors import InputError
+from pipelines.loading import load_erased_pipeline
+from pipelines.model_card import BASE_TAGS, base_model_license
+from train_erasediff import main, parse_args
+
+SECTIONS = ("## How to use", "## Before and after", "## Training data", "## Method and hyper-parameters",
+            "## Limitations", "## Citation")
+
+
+def train(model, output_dir, *extra):
+    args = ["--pretrained_model_name_or_path", model, "--output_dir", str(output_dir), "--resolution", "16",
+            "--num_forget_images", "2", "--num_remain_images", "2", "--generation_steps", "2",
+            "--num_validation_images", "1", "--seed", "0", "--report_to", "none", "--max_train_steps", "2",
+            "--concept", "van gogh", *extra]
+    main(parse_args(args))
+
+
+def images(pipeline):
+    return pipeline(["a cat", "a painting in the style of van gogh"], num_inference_steps=2, height=16, width=16,
+                    output_type="np", generator=[torch.Generator().manual_seed(i) for i in range(2)]).images
+
+
+def run_card_snippet(card_text):
+    """Executes the card's own load snippet, all but the line that renders a full-size image."""
+    snippet = re.search(r"```python\n(.*?)```", card_text, re.S).group(1)
+    code = "\n".join(line for line in snippet.splitlines() if not line.startswith("image = "))
+    namespace = {}
+    exec(code, namespace)  # noqa: S102 (the card's snippet, run as a user would)
+    return namespace["pipe"]
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model, tmp_path_factory):
+    output = tmp_path_factory.mktemp("published") / "lora"
+    train(tiny_model, output, "--use_lora", "--save_as", "both", "--learning_rate", "1e-2")
+    return output
+
+
+def test_card_metadata_and_sections(lora_run, tiny_model):
+    card = ModelCard.load(str(lora_run / "README.md"))
+    assert card.data.base_model == tiny_model and card.data.library_name == "diffusers"
+    assert set(BASE_TAGS) | {"lora"} <= set(card.data.tags)
+    for section in SECTIONS:
+        assert section in card.text
+    assert "van gogh" in card.text and "bome" in card.text and "@article{wu2024erasediff" in card.text
+    assert "local folder" in card.text  # the base was a local path, and the card says so
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.text):
+        assert os.path.isfile(lora_run / image), image
+
+
+def test_card_snippet_loads_the_lora_artifact(lora_run, tiny_model):
+    pipe = run_card_snippet((lora_run / "README.md").read_text())
+    by_hand = StableDiffusionPipeline.from_pretrained(tiny_model)
+    by_hand.load_lora_weights(str(lora_run))
+    np.testing.assert_allclose(images(pipe), images(by_hand), atol=1e-6)
+
+
+def test_loader_matches_loading_by_hand_and_the_fused_export(lora_run, tiny_model):
+    by_hand = StableDiffusionPipeline.from_pretrained(tiny_model)
+    by_hand.load_lora_weights(str(lora_run))
+    expected = images(by_hand)
+    np.testing.assert_allclose(images(load_erased_pipeline(str(lora_run))), expected, atol=1e-6)
+    fused = StableDiffusionPipeline.from_pretrained(str(lora_run / "fused"))
+    np.testing.assert_allclose(images(fused), expected, atol=1e-4)
+    np.testing.assert_allclose(images(load_erased_pipeline(str(lora_run / "fused"))), images(fused), atol=1e-6)
+    np.testing.assert_allclose(images(load_erased_pipeline(str(lora_run), fuse=True)), expected, atol=1e-4)
+    assert np.abs(images(StableDiffusionPipeline.from_pretrained(tiny_model)) - expected).max() > 1e-3
+
+
+def test_full_run_card_snippet_and_loader(tiny_model, tmp_path):
+    train(tiny_model, tmp_path / "full", "--train_method", "xattn")
+    card = ModelCard.load(str(tmp_path / "full" / "README.md"))
+    assert "lora" not in card.data.tags
+    pipe = run_card_snippet(card.text)
+    np.testing.assert_allclose(images(load_erased_pipeline(str(tmp_path / "full"))), images(pipe), atol=1e-6)
+
+
+def test_lora_run_saved_as_pipeline_is_standalone(tiny_model, tmp_path):
+    train(tiny_model, tmp_path / "fusedonly", "--use_lora", "--save_as", "pipeline")
+    assert not (tmp_path / "fusedonly" / "pytorch_lora_weights.safetensors").exists()
+    assert images(StableDiffusionPipeline.from_pretrained(str(tmp_path / "fusedonly"))).shape == (2, 16, 16, 3)
+
+
+def test_loader_needs_a_base_when_the_recorded_one_is_gone(lora_run, tmp_path):
+    moved = tmp_path / "copy"
+    moved.mkdir()
+    (moved / "pytorch_lora_weights.safetensors").write_bytes((lora_run / "pytorch_lora_weights.safetensors").read_bytes())
+    (moved / "erasediff_args.json").write_text('{"pretrained_model_name_or_path": "/gone/base"}')
+    with pytest.raises(InputError, match="pass base_model="):
+        load_erased_pipeline(str(moved))
+
+
+def test_licenses_of_known_and_sd1_bases():
+    assert base_model_license("CompVis/stable-diffusion-v1-4") == "creativeml-openrail-m"
+    assert base_model_license("someone/sd1-finetune", cross_attention_dim=768) == "creativeml-openrail-m"
+    assert base_model_license("stabilityai/stable-diffusion-2-1") == "openrail++"
+    assert base_model_license("someone/unknown", cross_attention_dim=1024) is None
+
+
+def test_full_run_accepts_only_pipeline_and_token_is_refused_with_wandb(capsys, tmp_path):
+    for argv, message in (
+        (["--save_as", "lora"], "--save_as lora needs --use_lora"),
+        (["--hub_token", "hf_x", "--report_to", "wandb"], "--hub_token cannot be used with --report_to wandb"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(["--concept", "x", "--output_dir", str(tmp_path / "o"), *argv])
+        assert message in capsys.readouterr().err
+
+
+def test_push_without_credentials_is_refused(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    with pytest.raises(InputError, match="--push_to_hub needs Hub credentials"):
+        train(tiny_model, tmp_path / "out", "--push_to_hub")
+
+
+def test_push_uploads_the_folder_without_checkpoints_data_or_logs_and_never_writes_the_token(tiny_model, tmp_path):
+    token = "hf_SecretTestToken1234567890"
+    output = tmp_path / "pushed"
+    with FakeHub() as hub:
+        command = [sys.executable, os.path.join(ROOT, "train_erasediff.py"), "--pretrained_model_name_or_path", tiny_model,
+                   "--output_dir", str(output), "--resolution", "16", "--num_forget_images", "2", "--num_remain_images", "2",
+                   "--generation_steps", "2", "--num_validation_images", "1", "--seed", "0", "--max_train_steps", "2",
+                   "--checkpointing_steps", "1", "--concept", "van gogh", "--use_lora", "--report_to", "tensorboard",
+                   "--push_to_hub", "--hub_token", token, "--hub_model_id", "someone/erased-van-gogh", "--hub_private_repo"]
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+               "HF_HOME": str(tmp_path / "hf-home")}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [created] = hub.created
+    assert (created["organization"], created["name"], created["visibility"]) == ("someone", "erased-van-gogh", "private")
+    assert hub.validated and "base_model:" in hub.validated[0]
+    assert all(header == f"Bearer {token}" for header in hub.authorizations)
+    uploaded = set(hub.commits["someone/erased-van-gogh"])
+    assert {"README.md", "pytorch_lora_weights.safetensors", "erasediff_args.json", "validation_grid.png"} <= uploaded
+    assert not [p for p in uploaded if p.startswith(("checkpoint-", "data/", "logs/"))]
+    assert os.path.isdir(output / "checkpoint-1") and os.path.isdir(output / "data") and os.path.isdir(output / "logs")
+    card = hub.commits["someone/erased-van-gogh"]["README.md"].decode()
+    assert "pipe.load_lora_weights('someone/erased-van-gogh')" in card
+
+    assert token not in result.stdout + result.stderr
+    for folder, _, files in os.walk(output):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                assert token.encode() not in handle.read(), os.path.join(folder, name)
