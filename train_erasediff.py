@@ -10,12 +10,14 @@ Reads top to bottom in the order things happen; each stage is a call into ``pipe
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 # Only light imports up here: arguments are checked before torch and diffusers load (about 5 s).
 from pipelines.checkpoints import resolve_resume_path
-from pipelines.errors import InputError
+from pipelines.errors import InputError, TrainingError
+from pipelines.evaluation_settings import DEFAULT_CLASSIFIER_MODEL, DEFAULT_CLIP_MODEL, METRICS
 from pipelines.export import SAVE_AS_CHOICES
 from pipelines.options import (
     DEFAULT_FORGET_NOISE_MEAN,
@@ -274,6 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="Validation images every this many steps (always before and after).",
     )
 
+    evaluation = parser.add_argument_group("evaluation at the end of training (docs/evaluation.md)")
+    evaluation.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="Evaluate the erased model against its base (same seeds) into <output_dir>/evaluation; the figures go into the model card.",
+    )
+    evaluation.add_argument(
+        "--evaluation_metrics", nargs="+", choices=METRICS, default=None, help="Metrics (default per --concept_type)."
+    )
+    evaluation.add_argument("--evaluation_num_images", type=int, default=4, help="Images per prompt and model.")
+    evaluation.add_argument(
+        "--evaluation_clip_model", default=DEFAULT_CLIP_MODEL, help="CLIP model for the CLIP metrics."
+    )
+    evaluation.add_argument(
+        "--evaluation_classifier_model",
+        default=DEFAULT_CLASSIFIER_MODEL,
+        help="Image classifier for the classifier metric.",
+    )
+
     hub = parser.add_argument_group("output and publishing")
     hub.add_argument(
         "--save_as",
@@ -387,15 +408,22 @@ def main(args: argparse.Namespace) -> None:
     from diffusers.training_utils import cast_training_params
     from tqdm.auto import tqdm
 
-    from pipelines.checkpoints import checkpoint_step, register_trainable_state_hooks, save_checkpoint
+    from pipelines.checkpoints import (
+        checkpoint_step,
+        diverged_message,
+        register_trainable_state_hooks,
+        save_checkpoint,
+    )
     from pipelines.data_sets import build_data_sets, first_captions
     from pipelines.erasure_step import ErasureSettings, ErasureStep
+    from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
     from pipelines.export import save_erased_model
     from pipelines.latent_cache import EncodedImageSet, encode_prompts
     from pipelines.model_card import summary_of, write_model_card
     from pipelines.models import (
         check_resolution,
         check_runtime_support,
+        load_base_unet,
         load_models,
         make_pipeline,
         mixed_precision_dtype,
@@ -437,6 +465,7 @@ def main(args: argparse.Namespace) -> None:
 
     # User data first: a bad folder or dataset fails before any model loads.
     data_plan = build_data_sets(args)
+    evaluation_settings = settings_for_training(args, data_plan) if args.evaluate else None
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
     unet, vae, text_encoder, tokenizer = models.unet, models.vae, models.text_encoder, models.tokenizer
@@ -575,6 +604,15 @@ def main(args: argparse.Namespace) -> None:
             remain_total = remain_total + remain_value / args.gradient_accumulation_steps
             forget_total = forget_total + forget_value / args.gradient_accumulation_steps
             if accelerator.sync_gradients:
+                # Reduced over processes, so every rank takes the same branch below.
+                remain_mean = accelerator.reduce(remain_total.detach(), reduction="mean").item()
+                forget_mean = accelerator.reduce(forget_total.detach(), reduction="mean").item()
+                if not (math.isfinite(remain_mean) and math.isfinite(forget_mean)):
+                    raise TrainingError(diverged_message(args.output_dir, global_step + 1, remain_mean, forget_mean))
+                if args.inner_steps > 0 and global_step % args.inner_refresh_steps == 0:
+                    forget_minimum = step.estimate_forget_minimum(
+                        forget_batch, args.inner_steps, args.inner_learning_rate
+                    )
                 lam = step.weigh_gradients()
                 if args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
@@ -586,10 +624,6 @@ def main(args: argparse.Namespace) -> None:
             continue
 
         global_step += 1
-        if args.inner_steps > 0 and (global_step - 1) % args.inner_refresh_steps == 0:
-            forget_minimum = step.estimate_forget_minimum(forget_batch, args.inner_steps, args.inner_learning_rate)
-        remain_mean = accelerator.reduce(remain_total.detach(), reduction="mean").item()
-        forget_mean = accelerator.reduce(forget_total.detach(), reduction="mean").item()
         logs = {
             "remain_loss": remain_mean,
             "forget_loss": forget_mean,
@@ -646,12 +680,28 @@ def main(args: argparse.Namespace) -> None:
             accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
         )
         fused_folder = save_erased_model(args, trained_unet)
+        evaluation = None
+        if evaluation_settings is not None:
+            base_unet = (
+                None if args.use_lora else load_base_unet(args).to(accelerator.device, dtype=models.model_dtype)
+            )
+            with accelerator.autocast():
+                report = evaluate_trained_unet(
+                    lambda unet_to_use: make_pipeline(models, unet_to_use),
+                    trained_unet,
+                    base_unet,
+                    evaluation_settings,
+                    os.path.join(args.output_dir, EVALUATION_DIR),
+                    {"base": args.pretrained_model_name_or_path, "erased": args.output_dir},
+                )
+            evaluation = report.markdown_relative_to(args.output_dir, heading="## Evaluation")
         write_model_card(
             args,
             summary_of(forget_images, data_plan.forget_prompts),
             summary_of(remain_images, data_plan.remain_prompts),
             repo_id,
             cross_attention_dim=trained_unet.config.cross_attention_dim,
+            evaluation=evaluation,
             fused_folder=fused_folder,
         )
         logger.info("Saved the erased model and its model card to %s.", args.output_dir)
@@ -671,3 +721,6 @@ if __name__ == "__main__":
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,15 +1,13 @@
 """Training checkpoints: ``accelerator.save_state`` into ``checkpoint-{step}``, holding only the trainable
 parameters (the frozen ones come from the base model), written under a temporary name and then renamed,
-so a checkpoint cut short by a crash never becomes the latest one."""
+so a checkpoint cut short by a crash never becomes the latest one. Importable without torch: argument
+parsing resolves ``--resume_from_checkpoint`` before the heavy imports."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
-
-import torch
-from safetensors.torch import load_file, save_file
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINABLE_WEIGHTS_FILE = "trainable_parameters.safetensors"
@@ -43,8 +41,10 @@ def checkpoint_step(path: str) -> int:
     return int(match.group(1))
 
 
-def register_trainable_state_hooks(accelerator, unet: torch.nn.Module) -> None:
+def register_trainable_state_hooks(accelerator, unet) -> None:
     """Makes ``save_state``/``load_state`` store only the UNet's trainable parameters, as safetensors."""
+    import torch
+    from safetensors.torch import load_file, save_file
 
     def save_hook(models, weights, output_dir):
         for model in models:
@@ -90,3 +90,14 @@ def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: int | 
         os.replace(temporary_path, final_path)
     accelerator.wait_for_everyone()
     return final_path
+
+
+def diverged_message(output_dir: str, step: int, remain_loss: float, forget_loss: float) -> str:
+    """What a user needs when the loss stops being finite: where, and which checkpoint is still good."""
+    checkpoints = list_checkpoints(output_dir)
+    keep = f"the last good checkpoint is {checkpoints[-1][1]}" if checkpoints else "no checkpoint was saved yet"
+    return (
+        f"non-finite loss at step {step} (L_r={remain_loss}, f={forget_loss}); stopped without saving the model, "
+        f"{keep}; lower --learning_rate or --lambda_value, or use bf16 instead of fp16, and resume with "
+        "--resume_from_checkpoint latest"
+    )

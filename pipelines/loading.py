@@ -12,6 +12,12 @@ from .outputs import ARGS_FILE, LORA_WEIGHTS_FILE
 PIPELINE_INDEX_FILE = "model_index.json"
 
 
+def looks_like_hub_id(name: str) -> bool:
+    """Whether ``name`` reads as ``owner/name`` on the Hub rather than a local path."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not os.path.exists(name)
+
+
 def _list_files(path_or_repo_id: str, revision: str | None = None) -> list[str]:
     if os.path.isdir(path_or_repo_id):
         return os.listdir(path_or_repo_id)

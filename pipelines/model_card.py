@@ -138,10 +138,10 @@ def card_body(
     forget: DataSummary,
     remain: DataSummary,
     model_reference: str,
-    metrics: dict | None = None,
+    evaluation: str | None = None,
     fused_folder: str | None = None,
 ) -> str:
-    """The Markdown body of the card."""
+    """The Markdown body of the card; ``evaluation`` is the evaluation report's Markdown, when one was run."""
     concepts = (
         ", ".join(f"**{c}**" for c in args.concept) + f" ({args.concept_type})"
         if args.concept
@@ -197,12 +197,8 @@ def card_body(
         "",
         f"![before and after]({VALIDATION_GRID_FILE})",
     ]
-    if metrics:
-        lines += ["", "## Evaluation", "", "| metric | value |", "|---|---|"]
-        lines += [
-            f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |"
-            for name, value in metrics.items()
-        ]
+    if evaluation:
+        lines += ["", evaluation.rstrip()]
     lines += ["", "## Training data", "", *_set_section("Forget set", forget), "", *_set_section("Remain set", remain)]
     lines += [
         "",
@@ -239,7 +235,7 @@ def write_model_card(
     remain: DataSummary,
     repo_id: str | None,
     cross_attention_dim: int | None = None,
-    metrics: dict | None = None,
+    evaluation: str | None = None,
     fused_folder: str | None = None,
 ):
     """Builds the card and writes ``<output_dir>/README.md``; returns the card."""
@@ -253,7 +249,7 @@ def write_model_card(
         base_model=args.pretrained_model_name_or_path,
         inference=True,
     )
-    body = card_body(args, forget, remain, repo_id or args.output_dir, metrics, fused_folder)
+    body = card_body(args, forget, remain, repo_id or args.output_dir, evaluation, fused_folder)
     card = ModelCard.from_template(metadata, template_str="---\n{{ card_data }}\n---\n\n{{ body }}", body=body)
     populate_model_card(card, tags=[*BASE_TAGS, *(["lora"] if args.use_lora else [])])
     card.save(os.path.join(args.output_dir, CARD_FILE))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError
+from .loading import looks_like_hub_id
 
 _PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -28,11 +29,6 @@ class LoadedModels:
     model_dtype: torch.dtype  # what the UNet computes in
 
 
-def _looks_like_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not os.path.exists(name)
-
-
 def check_model_location(path: str) -> None:
     """A local model must be a diffusers Stable Diffusion folder; anything else must look like a Hub id."""
     if os.path.isdir(path):
@@ -48,7 +44,7 @@ def check_model_location(path: str) -> None:
             raise InputError(
                 f"--pretrained_model_name_or_path {path} is not a Stable Diffusion pipeline (no {', '.join(missing)} in model_index.json)"
             )
-    elif not _looks_like_hub_id(path):
+    elif not looks_like_hub_id(path):
         raise InputError(
             f"--pretrained_model_name_or_path {path} does not exist; give a local pipeline folder or a Hub id such as CompVis/stable-diffusion-v1-4"
         )
@@ -95,9 +91,22 @@ def _scheduler_class(args):
     return getattr(diffusers, index["scheduler"][1])
 
 
+def load_base_unet(args):
+    """The base model's UNet (fp32, on the CPU)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(
+        args.pretrained_model_name_or_path,
+        subfolder="unet",
+        revision=args.revision,
+        variant=args.variant,
+        cache_dir=args.cache_dir,
+    )
+
+
 def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
     """Loads tokenizer, text encoder, VAE, UNet and schedulers; freezes the VAE and text encoder."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer
 
     path, revision, variant, cache = args.pretrained_model_name_or_path, args.revision, args.variant, args.cache_dir
@@ -106,9 +115,7 @@ def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loaded
         path, subfolder="text_encoder", revision=revision, variant=variant, cache_dir=cache
     )
     vae = AutoencoderKL.from_pretrained(path, subfolder="vae", revision=revision, variant=variant, cache_dir=cache)
-    unet = UNet2DConditionModel.from_pretrained(
-        path, subfolder="unet", revision=revision, variant=variant, cache_dir=cache
-    )
+    unet = load_base_unet(args)
     noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
     inference_scheduler = _scheduler_class(args).from_pretrained(
         path, subfolder="scheduler", revision=revision, cache_dir=cache

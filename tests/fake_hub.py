@@ -46,7 +46,9 @@ class FakeHub:
                 parts = self.path.split("?")[0].split("/")
                 if "preupload" in parts:
                     files = json.loads(body)["files"]
-                    return self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                    return self._reply(
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
                 if "commit" in parts:
                     repo_id = "/".join(parts[3:5])
                     uploaded = hub.commits.setdefault(repo_id, {})
@@ -54,7 +56,13 @@ class FakeHub:
                         record = json.loads(line)
                         if record["key"] == "file":
                             uploaded[record["value"]["path"]] = base64.b64decode(record["value"]["content"])
-                    return self._reply({"commitUrl": f"{hub.endpoint}/{repo_id}/commit/abc123", "commitOid": "abc123", "pullRequestUrl": None})
+                    return self._reply(
+                        {
+                            "commitUrl": f"{hub.endpoint}/{repo_id}/commit/abc123",
+                            "commitOid": "abc123",
+                            "pullRequestUrl": None,
+                        }
+                    )
                 return self._reply({"error": f"unexpected {self.path}"}, status=404)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -18,21 +18,54 @@ from pipelines.loading import load_erased_pipeline
 from pipelines.model_card import BASE_TAGS, base_model_license
 from train_erasediff import main, parse_args
 
-SECTIONS = ("## How to use", "## Before and after", "## Training data", "## Method and hyper-parameters",
-            "## Limitations", "## Citation")
+SECTIONS = (
+    "## How to use",
+    "## Before and after",
+    "## Training data",
+    "## Method and hyper-parameters",
+    "## Limitations",
+    "## Citation",
+)
 
 
 def train(model, output_dir, *extra):
-    args = ["--pretrained_model_name_or_path", model, "--output_dir", str(output_dir), "--resolution", "16",
-            "--num_forget_images", "2", "--num_remain_images", "2", "--generation_steps", "2",
-            "--num_validation_images", "1", "--seed", "0", "--report_to", "none", "--max_train_steps", "2",
-            "--concept", "van gogh", *extra]
+    args = [
+        "--pretrained_model_name_or_path",
+        model,
+        "--output_dir",
+        str(output_dir),
+        "--resolution",
+        "16",
+        "--num_forget_images",
+        "2",
+        "--num_remain_images",
+        "2",
+        "--generation_steps",
+        "2",
+        "--num_validation_images",
+        "1",
+        "--seed",
+        "0",
+        "--report_to",
+        "none",
+        "--max_train_steps",
+        "2",
+        "--concept",
+        "van gogh",
+        *extra,
+    ]
     main(parse_args(args))
 
 
 def images(pipeline):
-    return pipeline(["a cat", "a painting in the style of van gogh"], num_inference_steps=2, height=16, width=16,
-                    output_type="np", generator=[torch.Generator().manual_seed(i) for i in range(2)]).images
+    return pipeline(
+        ["a cat", "a painting in the style of van gogh"],
+        num_inference_steps=2,
+        height=16,
+        width=16,
+        output_type="np",
+        generator=[torch.Generator().manual_seed(i) for i in range(2)],
+    ).images
 
 
 def run_card_snippet(card_text):
@@ -99,7 +132,9 @@ def test_lora_run_saved_as_pipeline_is_standalone(tiny_model, tmp_path):
 def test_loader_needs_a_base_when_the_recorded_one_is_gone(lora_run, tmp_path):
     moved = tmp_path / "copy"
     moved.mkdir()
-    (moved / "pytorch_lora_weights.safetensors").write_bytes((lora_run / "pytorch_lora_weights.safetensors").read_bytes())
+    (moved / "pytorch_lora_weights.safetensors").write_bytes(
+        (lora_run / "pytorch_lora_weights.safetensors").read_bytes()
+    )
     (moved / "erasediff_args.json").write_text('{"pretrained_model_name_or_path": "/gone/base"}')
     with pytest.raises(InputError, match="pass base_model="):
         load_erased_pipeline(str(moved))
@@ -133,17 +168,56 @@ def test_push_uploads_the_folder_without_checkpoints_data_or_logs_and_never_writ
     token = "hf_SecretTestToken1234567890"
     output = tmp_path / "pushed"
     with FakeHub() as hub:
-        command = [sys.executable, os.path.join(ROOT, "train_erasediff.py"), "--pretrained_model_name_or_path", tiny_model,
-                   "--output_dir", str(output), "--resolution", "16", "--num_forget_images", "2", "--num_remain_images", "2",
-                   "--generation_steps", "2", "--num_validation_images", "1", "--seed", "0", "--max_train_steps", "2",
-                   "--checkpointing_steps", "1", "--concept", "van gogh", "--use_lora", "--report_to", "tensorboard",
-                   "--push_to_hub", "--hub_token", token, "--hub_model_id", "someone/erased-van-gogh", "--hub_private_repo"]
-        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-               "HF_HOME": str(tmp_path / "hf-home")}
+        command = [
+            sys.executable,
+            os.path.join(ROOT, "train_erasediff.py"),
+            "--pretrained_model_name_or_path",
+            tiny_model,
+            "--output_dir",
+            str(output),
+            "--resolution",
+            "16",
+            "--num_forget_images",
+            "2",
+            "--num_remain_images",
+            "2",
+            "--generation_steps",
+            "2",
+            "--num_validation_images",
+            "1",
+            "--seed",
+            "0",
+            "--max_train_steps",
+            "2",
+            "--checkpointing_steps",
+            "1",
+            "--concept",
+            "van gogh",
+            "--use_lora",
+            "--report_to",
+            "tensorboard",
+            "--push_to_hub",
+            "--hub_token",
+            token,
+            "--hub_model_id",
+            "someone/erased-van-gogh",
+            "--hub_private_repo",
+        ]
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(tmp_path / "hf-home"),
+        }
         result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     [created] = hub.created
-    assert (created["organization"], created["name"], created["visibility"]) == ("someone", "erased-van-gogh", "private")
+    assert (created["organization"], created["name"], created["visibility"]) == (
+        "someone",
+        "erased-van-gogh",
+        "private",
+    )
     assert hub.validated and "base_model:" in hub.validated[0]
     assert all(header == f"Bearer {token}" for header in hub.authorizations)
     uploaded = set(hub.commits["someone/erased-van-gogh"])

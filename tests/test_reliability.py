@@ -1,0 +1,122 @@
+"""Interruption, non-finite losses and safe loading."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT
+from safetensors.torch import load_file
+
+from pipelines.checkpoints import list_checkpoints, resolve_resume_path
+from pipelines.errors import TrainingError
+from train_erasediff import main, parse_args
+
+
+def arguments(model, output_dir, *extra):
+    return [
+        "--pretrained_model_name_or_path",
+        model,
+        "--output_dir",
+        str(output_dir),
+        "--resolution",
+        "16",
+        "--num_forget_images",
+        "2",
+        "--num_remain_images",
+        "2",
+        "--generation_steps",
+        "2",
+        "--num_validation_images",
+        "1",
+        "--seed",
+        "3",
+        "--report_to",
+        "none",
+        "--concept",
+        "van gogh",
+        "--use_lora",
+        "--learning_rate",
+        "1e-3",
+        *extra,
+    ]
+
+
+def test_latest_checkpoint_ignores_partial_writes(tmp_path):
+    for name in ("checkpoint-2", "checkpoint-10", ".checkpoint-12.partial", "checkpoint-x", "logs"):
+        (tmp_path / name).mkdir()
+    assert [step for step, _ in list_checkpoints(str(tmp_path))] == [2, 10]
+    assert resolve_resume_path("latest", str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    assert resolve_resume_path("latest", str(tmp_path / "missing")) is None
+
+
+def test_run_killed_mid_training_resumes_to_the_uninterrupted_weights(tiny_model, tmp_path):
+    extra = ["--max_train_steps", "60", "--checkpointing_steps", "10", "--lambda_mode", "bome"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train_erasediff.py"), *arguments(tiny_model, killed, *extra)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoint-20").is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "pytorch_lora_weights.safetensors").exists()
+
+    main(parse_args(arguments(tiny_model, killed, *extra, "--resume_from_checkpoint", "latest")))
+    main(parse_args(arguments(tiny_model, tmp_path / "whole", *extra)))
+    resumed = load_file(str(killed / "pytorch_lora_weights.safetensors"))
+    whole = load_file(str(tmp_path / "whole" / "pytorch_lora_weights.safetensors"))
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=1e-6)
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(tiny_model, tmp_path):
+    output = tmp_path / "diverge"
+    main(parse_args(arguments(tiny_model, output, "--max_train_steps", "2", "--checkpointing_steps", "2")))
+    checkpoint_files = {
+        name: (output / "checkpoint-2" / name).read_bytes() for name in os.listdir(output / "checkpoint-2")
+    }
+    weights = (output / "pytorch_lora_weights.safetensors").read_bytes()
+
+    # ε_f with mean 1e30 makes f overflow to inf at the first resumed step.
+    diverging = arguments(
+        tiny_model,
+        output,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "1",
+        "--forget_noise_mean",
+        "1e30",
+        "--resume_from_checkpoint",
+        "latest",
+    )
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 3 .*the last good checkpoint is .*checkpoint-2"):
+        main(parse_args(diverging))
+    assert [step for step, _ in list_checkpoints(str(output))] == [2]
+    assert {name: (output / "checkpoint-2" / name).read_bytes() for name in checkpoint_files} == checkpoint_files
+    assert (output / "pytorch_lora_weights.safetensors").read_bytes() == weights
+
+
+def test_code_never_unpickles_untrusted_files_or_runs_remote_code():
+    sources = [os.path.join(ROOT, "train_erasediff.py")] + [
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(os.path.join(ROOT, "pipelines"))
+        for name in names
+        if name.endswith(".py")
+    ]
+    for path in sources:
+        text = open(path, encoding="utf-8").read()
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{path}: {call}"
+        assert "trust_remote_code=True" not in text, path
+        assert not re.search(r"^\s*import pickle|pickle\.load", text, re.M), path
