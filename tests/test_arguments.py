@@ -150,3 +150,13 @@ def test_lr_scheduler_choices_are_diffusers_schedulers():
     from pipelines.options import LR_SCHEDULERS
 
     assert sorted(LR_SCHEDULERS) == sorted(kind.value for kind in SchedulerType)
+
+
+def test_argument_parsing_imports_neither_torch_nor_diffusers(tmp_path):
+    check = (
+        "import sys, train_erasediff\n"
+        f"train_erasediff.parse_args(['--concept', 'x', '--output_dir', {str(tmp_path / 'out')!r}])\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'accelerate') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=ROOT, timeout=60)
