@@ -18,7 +18,6 @@ import sys
 from pipelines.checkpoints import resolve_resume_path
 from pipelines.errors import InputError, TrainingError
 from pipelines.evaluation_settings import DEFAULT_CLASSIFIER_MODEL, DEFAULT_CLIP_MODEL, METRICS
-from pipelines.export import SAVE_AS_CHOICES
 from pipelines.options import (
     DEFAULT_FORGET_NOISE_MEAN,
     DEFAULT_FORGET_NOISE_STD,
@@ -28,6 +27,7 @@ from pipelines.options import (
     LAMBDA_MODES,
     LR_SCHEDULERS,
     PREDICTION_TYPES,
+    SAVE_AS_CHOICES,
     TRAIN_METHODS,
 )
 from pipelines.outputs import check_output_dir
@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrained_model_name_or_path",
         default=DEFAULT_MODEL,
         help="Hub id or local folder of a Stable Diffusion pipeline.",
+    )
+    model.add_argument(
+        "--pretrained_vae_model_name_or_path",
+        default=None,
+        help="A VAE to use instead of the pipeline's, e.g. an fp16-safe SDXL VAE (madebyollin/sdxl-vae-fp16-fix).",
     )
     model.add_argument("--revision", default=None, help="Revision of the pretrained model on the Hub.")
     model.add_argument("--variant", default=None, help="Variant of the model files, e.g. fp16.")
@@ -418,7 +423,7 @@ def main(args: argparse.Namespace) -> None:
     from pipelines.erasure_step import ErasureSettings, ErasureStep
     from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
     from pipelines.export import save_erased_model
-    from pipelines.latent_cache import EncodedImageSet, encode_prompts
+    from pipelines.latent_cache import EncodedImageSet
     from pipelines.model_card import summary_of, write_model_card
     from pipelines.models import (
         check_resolution,
@@ -468,7 +473,7 @@ def main(args: argparse.Namespace) -> None:
     evaluation_settings = settings_for_training(args, data_plan) if args.evaluate else None
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
-    unet, vae, text_encoder, tokenizer = models.unet, models.vae, models.text_encoder, models.tokenizer
+    unet = models.unet
     # What trains: LoRA adapters (a no-op until trained: B starts at zero) or the selected UNet weights;
     # trainable parameters stay in fp32.
     if args.use_lora:
@@ -501,9 +506,8 @@ def main(args: argparse.Namespace) -> None:
                 args.resolution,
             )
     encode = dict(
-        vae=vae,
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
+        vae=models.vae,
+        conditioner=models.conditioner,
         resolution=args.resolution,
         center_crop=args.center_crop,
         random_flip=args.random_flip,
@@ -513,9 +517,7 @@ def main(args: argparse.Namespace) -> None:
     forget_set = EncodedImageSet(forget_images, **encode)
     remain_set = EncodedImageSet(remain_images, **encode)
     anchor_embeds = (
-        encode_prompts([args.anchor_prompt], tokenizer, text_encoder, accelerator.device)
-        if args.forget_target == "anchor"
-        else None
+        models.conditioner.encode([args.anchor_prompt], accelerator.device) if args.forget_target == "anchor" else None
     )
 
     if args.scale_lr:
@@ -679,7 +681,7 @@ def main(args: argparse.Namespace) -> None:
         log_validation_images(
             accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
         )
-        fused_folder = save_erased_model(args, trained_unet)
+        fused_folder = save_erased_model(args, trained_unet, models.family)
         evaluation = None
         if evaluation_settings is not None:
             base_unet = (
@@ -703,6 +705,7 @@ def main(args: argparse.Namespace) -> None:
             cross_attention_dim=trained_unet.config.cross_attention_dim,
             evaluation=evaluation,
             fused_folder=fused_folder,
+            family=models.family,
         )
         logger.info("Saved the erased model and its model card to %s.", args.output_dir)
         if args.push_to_hub:

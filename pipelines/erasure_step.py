@@ -9,6 +9,7 @@ import torch
 
 from .gradients import ForgetGradientBuffer
 from .latent_cache import EncodedImageSet
+from .model_family import PromptEmbeddings, unet_conditioning
 from .objective import (
     ForgetNoise,
     anchor_loss,
@@ -44,11 +45,12 @@ class MicroBatch:
     """One set's samples for one micro-step, noised and ready for the UNet."""
 
     latents: torch.Tensor
-    prompt_embeds: torch.Tensor
+    prompt_embeds: PromptEmbeddings
     noisy_latents: torch.Tensor
     timesteps: torch.Tensor
     noise: torch.Tensor
     forget_noise: torch.Tensor | None
+    time_ids: torch.Tensor | None = None  # SDXL's micro-conditioning
 
     def __len__(self) -> int:
         return self.latents.shape[0]
@@ -64,7 +66,7 @@ def draw_micro_batch(
 ) -> MicroBatch:
     """Looks up the cached inputs of the samples at ``positions`` and noises them with their own draws."""
     draws = stream.draw(positions, data.latent_shape, scheduler.config.num_train_timesteps, forget_noise)
-    latents, embeds = data.batch(draws, device)
+    latents, embeds, batch_time_ids = data.batch(draws, device)
     noise = draws.noise.to(device)
     timesteps = draws.timesteps.to(device)
     return MicroBatch(
@@ -74,18 +76,22 @@ def draw_micro_batch(
         timesteps=timesteps,
         noise=noise,
         forget_noise=None if draws.forget_noise is None else draws.forget_noise.to(device),
+        time_ids=batch_time_ids,
     )
 
 
 def predict(
-    unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: list[torch.Tensor] | None = None
+    unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: list[PromptEmbeddings] | None = None
 ) -> list[torch.Tensor]:
     """One UNet forward over the concatenated batches (optionally with other prompt embeddings), split back."""
     embeds = prompt_embeds if prompt_embeds is not None else [b.prompt_embeds for b in batches]
+    pooled = [e.pooled for e in embeds]
+    joined = PromptEmbeddings(torch.cat([e.hidden for e in embeds]), None if pooled[0] is None else torch.cat(pooled))
+    batch_time_ids = None if batches[0].time_ids is None else torch.cat([b.time_ids for b in batches])
     output = unet(
         torch.cat([b.noisy_latents for b in batches]).to(dtype),
         torch.cat([b.timesteps for b in batches]),
-        encoder_hidden_states=torch.cat(embeds).to(dtype),
+        **unet_conditioning(joined, batch_time_ids, dtype),
         return_dict=False,
     )[0]
     return list(output.split([len(b) for b in batches]))
@@ -98,10 +104,10 @@ def remain_loss_of(batch: MicroBatch, output: torch.Tensor, scheduler, predictio
     )
 
 
-def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: PromptEmbeddings, dtype: torch.dtype) -> torch.Tensor:
     """sg[model_θ(z_t, t, c_anchor)], computed without building a graph."""
     with torch.no_grad():
-        return predict(unet, [batch], dtype, [anchor_embeds.expand(len(batch), -1, -1)])[0]
+        return predict(unet, [batch], dtype, [anchor_embeds.expand(len(batch))])[0]
 
 
 def forget_loss_of(
@@ -143,7 +149,7 @@ class ErasureStep:
         remain_batch_size: int,
         trainable_parameters: list[torch.nn.Parameter],
         model_dtype: torch.dtype,
-        anchor_embeds: torch.Tensor | None = None,
+        anchor_embeds: PromptEmbeddings | None = None,
     ):
         self.accelerator, self.unet, self.scheduler, self.settings = accelerator, unet, scheduler, settings
         self.forget_set, self.remain_set = forget_set, remain_set

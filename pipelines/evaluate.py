@@ -52,23 +52,26 @@ def base_model_of(model: str, base_model: str | None) -> str | None:
     return base_model
 
 
-def load_pipeline(model: str, base_model: str | None = None, torch_dtype=None):
-    """The erased model (``loading.load_erased_pipeline``: a full pipeline, or LoRA weights loaded into
-    ``base_model``), without a safety checker: it would black out exactly the images NudeNet must see."""
-    from .loading import load_erased_pipeline
-
-    pipeline = load_erased_pipeline(model, base_model=base_model, torch_dtype=torch_dtype)
-    pipeline.safety_checker = None
+def without_safety_checker(pipeline):
+    """Drops an SD pipeline's safety checker: it would black out exactly the images NudeNet must see."""
+    if getattr(pipeline, "safety_checker", None) is not None:
+        pipeline.safety_checker = None
     return pipeline
 
 
-def load_base_pipeline(base_model: str, torch_dtype=None):
-    """The base model, also without a safety checker."""
-    from diffusers import StableDiffusionPipeline
+def load_pipeline(model: str, base_model: str | None = None, torch_dtype=None):
+    """The erased model (``loading.load_erased_pipeline``: a full pipeline, or LoRA weights loaded into
+    ``base_model``), without a safety checker."""
+    from .loading import load_erased_pipeline
 
-    return StableDiffusionPipeline.from_pretrained(
-        base_model, safety_checker=None, requires_safety_checker=False, torch_dtype=torch_dtype
-    )
+    return without_safety_checker(load_erased_pipeline(model, base_model=base_model, torch_dtype=torch_dtype))
+
+
+def load_base_pipeline(base_model: str, torch_dtype=None):
+    """The base model (SD or SDXL), also without a safety checker."""
+    from diffusers import DiffusionPipeline
+
+    return without_safety_checker(DiffusionPipeline.from_pretrained(base_model, torch_dtype=torch_dtype))
 
 
 def evaluate_images(

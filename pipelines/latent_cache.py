@@ -8,13 +8,12 @@ augmentation (``--random_flip``, or random cropping of a non-square image) are e
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import torch
 from PIL import Image
 
 from .data_sources import CaptionedImages, load_image
+from .model_family import SDXL, PromptEmbeddings, TextConditioner, time_ids
 from .randomness import SampleDraws
 
 
@@ -26,33 +25,21 @@ def resize_shorter_side(image: Image.Image, resolution: int) -> Image.Image:
     return image if size == image.size else image.resize(size, Image.BILINEAR)
 
 
+def crop_top_left(size: tuple[int, int], resolution: int, crop_x: float, crop_y: float) -> tuple[int, int]:
+    """(top, left) of the ``resolution`` square at relative offsets (0.5 = centre) in an image of ``size`` (w, h)."""
+    width, height = size
+    return int(round(crop_y * (height - resolution))), int(round(crop_x * (width - resolution)))
+
+
 def crop_and_flip(image: Image.Image, resolution: int, crop_x: float, crop_y: float, flip: bool) -> torch.Tensor:
     """Crops a ``resolution`` square at the relative offsets (0.5 = centre), optionally mirrors it, and
     returns a [3, H, W] tensor scaled to [-1, 1]."""
-    width, height = image.size
-    left = int(round(crop_x * (width - resolution)))
-    top = int(round(crop_y * (height - resolution)))
+    top, left = crop_top_left(image.size, resolution, crop_x, crop_y)
     image = image.crop((left, top, left + resolution, top + resolution))
     if flip:
         image = image.transpose(Image.FLIP_LEFT_RIGHT)
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1)
     return pixels / 127.5 - 1.0
-
-
-def encode_prompts(prompts: Sequence[str], tokenizer, text_encoder, device, batch_size: int = 32) -> torch.Tensor:
-    """Text-encoder hidden states [N, L, D] for the prompts, as the Stable Diffusion pipeline conditions."""
-    chunks = []
-    for start in range(0, len(prompts), batch_size):
-        tokens = tokenizer(
-            list(prompts[start : start + batch_size]),
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        with torch.no_grad():
-            chunks.append(text_encoder(tokens.input_ids.to(device), return_dict=False)[0])
-    return torch.cat(chunks)
 
 
 class EncodedImageSet:
@@ -62,8 +49,7 @@ class EncodedImageSet:
         self,
         data: CaptionedImages,
         vae,
-        tokenizer,
-        text_encoder,
+        conditioner: TextConditioner,
         resolution: int,
         center_crop: bool,
         random_flip: bool,
@@ -71,13 +57,17 @@ class EncodedImageSet:
         batch_size: int = 8,
     ):
         self.vae, self.resolution, self.random_flip, self.center_crop = vae, resolution, random_flip, center_crop
+        self.with_time_ids = conditioner.family == SDXL
         self.captions = list(data.captions)
         unique_captions = list(dict.fromkeys(self.captions))
         caption_ids = {caption: i for i, caption in enumerate(unique_captions)}
         self.caption_index = torch.tensor([caption_ids[c] for c in self.captions])
-        self.prompt_embeds = encode_prompts(unique_captions, tokenizer, text_encoder, device)
+        self.prompt_embeds = conditioner.encode(unique_captions, device)
 
-        resized = [resize_shorter_side(load_image(ref), resolution) for ref in data.images]
+        originals = [load_image(ref) for ref in data.images]
+        self.original_sizes = [(image.size[1], image.size[0]) for image in originals]  # (h, w), as SDXL expects
+        resized = [resize_shorter_side(image, resolution) for image in originals]
+        self.resized_sizes = [image.size for image in resized]
         self.augmented: dict[int, Image.Image] = {
             i: image
             for i, image in enumerate(resized)
@@ -112,14 +102,17 @@ class EncodedImageSet:
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         return (latents - shift) * self.vae.config.scaling_factor
 
-    def batch(self, draws: SampleDraws, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled latents [B, C, h, w] and prompt embeddings [B, L, D] for the drawn samples."""
-        means, stds = [], []
+    def batch(
+        self, draws: SampleDraws, device: torch.device
+    ) -> tuple[torch.Tensor, PromptEmbeddings, torch.Tensor | None]:
+        """Scaled latents [B, C, h, w], prompt embeddings and (SDXL) time ids [B, 6] for the drawn samples."""
+        means, stds, crops = [], [], []
         for k, item in enumerate(draws.item_indices):
+            crop_x, crop_y, flip = draws.augmentation[k].tolist()
+            if self.center_crop or item not in self.augmented:
+                crop_x = crop_y = 0.5
+            crops.append(crop_top_left(self.resized_sizes[item], self.resolution, crop_x, crop_y))
             if item in self.augmented:
-                crop_x, crop_y, flip = draws.augmentation[k].tolist()
-                if self.center_crop:
-                    crop_x = crop_y = 0.5
                 pixels = crop_and_flip(
                     self.augmented[item], self.resolution, crop_x, crop_y, self.random_flip and flip < 0.5
                 )
@@ -131,5 +124,11 @@ class EncodedImageSet:
                 stds.append(self.latent_std[item])
         mean, std = torch.stack(means), torch.stack(stds)
         latents = self._scale(mean + std * draws.latent_noise.to(device))
-        embeds = self.prompt_embeds[self.caption_index[draws.item_indices]]
-        return latents, embeds
+        embeds = self.prompt_embeds.select(self.caption_index[draws.item_indices])
+        batch_time_ids = None
+        if self.with_time_ids:
+            rows = [
+                time_ids(self.original_sizes[i], crop, self.resolution) for i, crop in zip(draws.item_indices, crops)
+            ]
+            batch_time_ids = torch.stack(rows).to(device)
+        return latents, embeds, batch_time_ids

@@ -49,17 +49,18 @@ def load_erased_pipeline(
     base_revision: str | None = None,
     variant: str | None = None,
 ):
-    """Returns a ready ``StableDiffusionPipeline`` for the output of ``train_erasediff.py``.
+    """Returns a ready pipeline (``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``) for the output of
+    ``train_erasediff.py``.
 
     A folder (or Hub repo) with ``model_index.json`` is a full pipeline; one with
     ``pytorch_lora_weights.safetensors`` holds LoRA weights, loaded into ``base_model`` — by default the
     base recorded in the folder's ``erasediff_args.json`` — and fused into the UNet when ``fuse`` is set.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
     files = _list_files(path_or_repo_id, revision)
     if PIPELINE_INDEX_FILE in files:
-        return StableDiffusionPipeline.from_pretrained(path_or_repo_id, torch_dtype=torch_dtype, revision=revision)
+        return DiffusionPipeline.from_pretrained(path_or_repo_id, torch_dtype=torch_dtype, revision=revision)
     if LORA_WEIGHTS_FILE not in files:
         raise InputError(
             f"{path_or_repo_id} holds neither {PIPELINE_INDEX_FILE} nor {LORA_WEIGHTS_FILE}; give the output folder of train_erasediff.py"
@@ -71,7 +72,7 @@ def load_erased_pipeline(
         raise InputError(
             f"the recorded base model {base} is a local folder that does not exist here; pass base_model="
         )
-    pipeline = StableDiffusionPipeline.from_pretrained(
+    pipeline = DiffusionPipeline.from_pretrained(
         base, torch_dtype=torch_dtype, revision=base_revision, variant=variant
     )
     pipeline.load_lora_weights(path_or_repo_id, weight_name=LORA_WEIGHTS_FILE, revision=revision)

@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .model_family import PIPELINE_CLASS_NAMES, SD, SDXL
 from .outputs import LORA_WEIGHTS_FILE
 from .validation import VALIDATION_GRID_FILE
 
 CARD_FILE = "README.md"
-BASE_TAGS = (
-    "stable-diffusion",
-    "stable-diffusion-diffusers",
+FAMILY_TAGS = {
+    SD: ("stable-diffusion", "stable-diffusion-diffusers"),
+    SDXL: ("stable-diffusion-xl", "stable-diffusion-xl-diffusers"),
+}
+COMMON_TAGS = (
     "text-to-image",
     "diffusers",
     "diffusers-training",
@@ -33,6 +36,7 @@ KNOWN_LICENSES = {
     "stabilityai/stable-diffusion-2-base": "openrail++",
     "stabilityai/stable-diffusion-2-1": "openrail++",
     "stabilityai/stable-diffusion-2-1-base": "openrail++",
+    "stabilityai/stable-diffusion-xl-base-1.0": "openrail++",
 }
 SD1_CROSS_ATTENTION_DIM = 768
 PAPER_BIBTEX = """@article{wu2024erasediff,
@@ -69,21 +73,19 @@ def base_model_license(base_model: str, cross_attention_dim: int | None = None) 
     return None
 
 
-def load_snippet(base_model: str, model_reference: str, is_lora: bool, prompt: str) -> str:
+def card_tags(family: str, is_lora: bool) -> list[str]:
+    """The card's tags: the model family's, the common ones, and ``lora`` for LoRA runs."""
+    return [*FAMILY_TAGS[family], *COMMON_TAGS, *(["lora"] if is_lora else [])]
+
+
+def load_snippet(base_model: str, model_reference: str, is_lora: bool, prompt: str, family: str = SD) -> str:
     """Python that loads this artifact with stock diffusers (the test runs it as written)."""
+    name = PIPELINE_CLASS_NAMES[family]
+    lines = [f"from diffusers import {name}", ""]
     if is_lora:
-        lines = [
-            "from diffusers import StableDiffusionPipeline",
-            "",
-            f"pipe = StableDiffusionPipeline.from_pretrained({base_model!r})",
-            f"pipe.load_lora_weights({model_reference!r})",
-        ]
+        lines += [f"pipe = {name}.from_pretrained({base_model!r})", f"pipe.load_lora_weights({model_reference!r})"]
     else:
-        lines = [
-            "from diffusers import StableDiffusionPipeline",
-            "",
-            f"pipe = StableDiffusionPipeline.from_pretrained({model_reference!r})",
-        ]
+        lines += [f"pipe = {name}.from_pretrained({model_reference!r})"]
     lines.append(f"image = pipe({prompt!r}).images[0]")
     return "\n".join(lines)
 
@@ -140,6 +142,7 @@ def card_body(
     model_reference: str,
     evaluation: str | None = None,
     fused_folder: str | None = None,
+    family: str = SD,
 ) -> str:
     """The Markdown body of the card; ``evaluation`` is the evaluation report's Markdown, when one was run."""
     concepts = (
@@ -171,14 +174,14 @@ def card_body(
         "## How to use",
         "",
         "```python",
-        load_snippet(base, model_reference, args.use_lora and args.save_as != "pipeline", sample_prompt),
+        load_snippet(base, model_reference, args.use_lora and args.save_as != "pipeline", sample_prompt, family),
         "```",
     ]
     if fused_folder:
         lines += [
             "",
             f"A standalone pipeline with the adapter fused into the UNet is in `{fused_folder}/` "
-            "(`StableDiffusionPipeline.from_pretrained` on that folder).",
+            f"(`{PIPELINE_CLASS_NAMES[family]}.from_pretrained` on that folder).",
         ]
     lines += [
         "",
@@ -237,6 +240,7 @@ def write_model_card(
     cross_attention_dim: int | None = None,
     evaluation: str | None = None,
     fused_folder: str | None = None,
+    family: str = SD,
 ):
     """Builds the card and writes ``<output_dir>/README.md``; returns the card."""
     from diffusers.utils.hub_utils import populate_model_card
@@ -244,14 +248,14 @@ def write_model_card(
 
     # Built locally, never from the Hub: a rerun must describe this run, not an older card in the repo.
     metadata = ModelCardData(
-        license=base_model_license(args.pretrained_model_name_or_path, cross_attention_dim),
+        license=base_model_license(args.pretrained_model_name_or_path, cross_attention_dim if family == SD else None),
         library_name="diffusers",
         base_model=args.pretrained_model_name_or_path,
         inference=True,
     )
-    body = card_body(args, forget, remain, repo_id or args.output_dir, evaluation, fused_folder)
+    body = card_body(args, forget, remain, repo_id or args.output_dir, evaluation, fused_folder, family)
     card = ModelCard.from_template(metadata, template_str="---\n{{ card_data }}\n---\n\n{{ body }}", body=body)
-    populate_model_card(card, tags=[*BASE_TAGS, *(["lora"] if args.use_lora else [])])
+    populate_model_card(card, tags=card_tags(family, args.use_lora))
     card.save(os.path.join(args.output_dir, CARD_FILE))
     return card
 

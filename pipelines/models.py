@@ -11,6 +11,7 @@ import torch
 
 from .errors import InputError
 from .loading import looks_like_hub_id
+from .model_family import SD, SDXL, TextConditioner, family_of, pipeline_class
 
 _PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -19,8 +20,10 @@ _PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 class LoadedModels:
     """The base model's parts, with the dtypes the run uses."""
 
-    tokenizer: object
-    text_encoder: torch.nn.Module
+    family: str  # model_family.SD or SDXL
+    tokenizers: list  # one per text encoder
+    text_encoders: list
+    conditioner: TextConditioner
     vae: torch.nn.Module
     unet: torch.nn.Module
     noise_scheduler: object  # DDPM, for training
@@ -70,25 +73,30 @@ def check_runtime_support(args) -> None:
     check_model_location(args.pretrained_model_name_or_path)
 
 
+def _vae_config_source(args) -> dict:
+    """Where the VAE comes from: ``--pretrained_vae_model_name_or_path`` (a VAE folder) or the pipeline's."""
+    if getattr(args, "pretrained_vae_model_name_or_path", None):
+        return {"pretrained_model_name_or_path": args.pretrained_vae_model_name_or_path}
+    return {"pretrained_model_name_or_path": args.pretrained_model_name_or_path, "subfolder": "vae"}
+
+
 def check_resolution(args) -> None:
     """The resolution must be a multiple of the VAE's downsampling factor (read from its config only)."""
     from diffusers import AutoencoderKL
 
-    config = AutoencoderKL.load_config(
-        args.pretrained_model_name_or_path, subfolder="vae", revision=args.revision, cache_dir=args.cache_dir
-    )
+    config = AutoencoderKL.load_config(**_vae_config_source(args), revision=args.revision, cache_dir=args.cache_dir)
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     if args.resolution % factor:
         raise InputError(f"--resolution {args.resolution} is not a multiple of the VAE's downsampling factor {factor}")
 
 
-def _scheduler_class(args):
+def load_model_index(args) -> dict:
+    """The pipeline's model_index.json (small: no weights)."""
     import diffusers
 
-    index = diffusers.DiffusionPipeline.load_config(
+    return diffusers.DiffusionPipeline.load_config(
         args.pretrained_model_name_or_path, revision=args.revision, cache_dir=args.cache_dir
     )
-    return getattr(diffusers, index["scheduler"][1])
 
 
 def load_base_unet(args):
@@ -105,55 +113,76 @@ def load_base_unet(args):
 
 
 def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
-    """Loads tokenizer, text encoder, VAE, UNet and schedulers; freezes the VAE and text encoder."""
+    """Loads tokenizer(s), text encoder(s), VAE, UNet and schedulers of an SD or SDXL pipeline; freezes
+    everything (the caller picks what trains)."""
+    import diffusers
     from diffusers import AutoencoderKL, DDPMScheduler
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path, revision, variant, cache = args.pretrained_model_name_or_path, args.revision, args.variant, args.cache_dir
-    tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", revision=revision, cache_dir=cache)
-    text_encoder = CLIPTextModel.from_pretrained(
-        path, subfolder="text_encoder", revision=revision, variant=variant, cache_dir=cache
+    index = load_model_index(args)
+    family = family_of(index)
+    encoder_classes = [("tokenizer", "text_encoder", CLIPTextModel)]
+    if family == SDXL:
+        encoder_classes.append(("tokenizer_2", "text_encoder_2", CLIPTextModelWithProjection))
+    tokenizers, text_encoders = [], []
+    for tokenizer_folder, encoder_folder, encoder_class in encoder_classes:
+        tokenizers.append(
+            CLIPTokenizer.from_pretrained(path, subfolder=tokenizer_folder, revision=revision, cache_dir=cache)
+        )
+        text_encoders.append(
+            encoder_class.from_pretrained(
+                path, subfolder=encoder_folder, revision=revision, variant=variant, cache_dir=cache
+            )
+        )
+    vae_variant = None if getattr(args, "pretrained_vae_model_name_or_path", None) else variant
+    vae = AutoencoderKL.from_pretrained(
+        **_vae_config_source(args), revision=revision, variant=vae_variant, cache_dir=cache
     )
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", revision=revision, variant=variant, cache_dir=cache)
     unet = load_base_unet(args)
     noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
-    inference_scheduler = _scheduler_class(args).from_pretrained(
+    inference_scheduler = getattr(diffusers, index["scheduler"][1]).from_pretrained(
         path, subfolder="scheduler", revision=revision, cache_dir=cache
     )
     if args.prediction_type is not None:
         noise_scheduler.register_to_config(prediction_type=args.prediction_type)
         inference_scheduler.register_to_config(prediction_type=args.prediction_type)
 
-    vae.requires_grad_(False)
-    text_encoder.requires_grad_(False)
-    unet.requires_grad_(False)
     model_dtype = weight_dtype if args.use_lora else torch.float32
-    for module, dtype in ((vae, weight_dtype), (text_encoder, weight_dtype), (unet, model_dtype)):
+    # SDXL's VAE overflows in fp16 (its config says force_upcast): it then stays in fp32.
+    vae_dtype = torch.float32 if weight_dtype == torch.float16 and vae.config.get("force_upcast") else weight_dtype
+    placements = [(vae, vae_dtype), (unet, model_dtype), *((encoder, weight_dtype) for encoder in text_encoders)]
+    for module, dtype in placements:
+        module.requires_grad_(False)
         module.to(device)
         if dtype != torch.float32:  # cast only when needed: diffusers warns on every dtype cast
             module.to(dtype=dtype)
     if args.enable_xformers_memory_efficient_attention:
         unet.enable_xformers_memory_efficient_attention()
     return LoadedModels(
-        tokenizer, text_encoder, vae, unet, noise_scheduler, inference_scheduler, weight_dtype, model_dtype
+        family,
+        tokenizers,
+        text_encoders,
+        TextConditioner(family, tokenizers, text_encoders),
+        vae,
+        unet,
+        noise_scheduler,
+        inference_scheduler,
+        weight_dtype,
+        model_dtype,
     )
 
 
-def make_pipeline(models: LoadedModels, unet) -> "StableDiffusionPipeline":  # noqa: F821
-    """A StableDiffusionPipeline over the loaded parts and the given UNet, without a safety checker (it
-    would black out the forget images that erasing nudity needs)."""
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline(
-        vae=models.vae,
-        text_encoder=models.text_encoder,
-        tokenizer=models.tokenizer,
-        unet=unet,
-        scheduler=models.inference_scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+def make_pipeline(models: LoadedModels, unet):
+    """An SD or SDXL pipeline over the loaded parts and the given UNet, without a safety checker (it would
+    black out the forget images that erasing nudity needs)."""
+    parts = {"vae": models.vae, "unet": unet, "scheduler": models.inference_scheduler}
+    for number, (tokenizer, encoder) in enumerate(zip(models.tokenizers, models.text_encoders), start=1):
+        suffix = "" if number == 1 else f"_{number}"
+        parts[f"tokenizer{suffix}"], parts[f"text_encoder{suffix}"] = tokenizer, encoder
+    if models.family == SD:
+        parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return pipeline_class(models.family)(**parts)
 
 
 def mixed_precision_dtype(mixed_precision: str) -> torch.dtype:

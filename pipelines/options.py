@@ -21,3 +21,4 @@ LR_SCHEDULERS = (
 
 DEFAULT_FORGET_NOISE_MEAN = 0.5
 DEFAULT_FORGET_NOISE_STD = 1.0 / math.sqrt(12.0)  # with mean 0.5: U[0, 1), the paper's choice
+SAVE_AS_CHOICES = ("lora", "pipeline", "both")  # --save_as: pipelines/export.py

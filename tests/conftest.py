@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tiny_models import build_tiny_pipeline  # noqa: E402
+from tiny_models import build_tiny_pipeline, build_tiny_sdxl_pipeline  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,6 +27,12 @@ def tiny_model(tmp_path_factory) -> str:
 def tiny_v_model(tmp_path_factory) -> str:
     """A tiny v_prediction Stable Diffusion pipeline folder (SD 2.x style)."""
     return build_tiny_pipeline(str(tmp_path_factory.mktemp("tiny-sd-v")), "v_prediction", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_model(tmp_path_factory) -> str:
+    """A tiny Stable Diffusion XL pipeline folder."""
+    return build_tiny_sdxl_pipeline(str(tmp_path_factory.mktemp("tiny-sdxl")))
 
 
 def write_image_folder(folder, captions: list[str], size: tuple[int, int] = (16, 16), seed: int = 0) -> str:

@@ -10,6 +10,7 @@ from diffusers import StableDiffusionPipeline
 from pipelines.data_sources import load_dataset_images, read_image_folder
 from pipelines.errors import InputError
 from pipelines.latent_cache import EncodedImageSet
+from pipelines.model_family import SD, TextConditioner
 from pipelines.randomness import SampleStream
 
 
@@ -73,27 +74,26 @@ def test_parquet_folder_loads_as_a_dataset(tmp_path):
 @pytest.fixture(scope="module")
 def parts(tiny_model):
     pipeline = StableDiffusionPipeline.from_pretrained(tiny_model)
-    return pipeline.vae, pipeline.tokenizer, pipeline.text_encoder
+    return pipeline.vae, TextConditioner(SD, [pipeline.tokenizer], [pipeline.text_encoder])
 
 
 def test_latents_of_deterministic_images_are_cached_and_match_fresh_encoding(parts, tmp_path):
-    vae, tokenizer, text_encoder = parts
+    vae, conditioner = parts
     images = read_image_folder(write_image_folder(tmp_path / "imgs", ["a cat", "a cat", "a dog"]), "--forget_data_dir")
     encoded = EncodedImageSet(
         images,
         vae,
-        tokenizer,
-        text_encoder,
+        conditioner,
         resolution=16,
         center_crop=False,
         random_flip=False,
         device=torch.device("cpu"),
     )
     assert not encoded.augmented and len(encoded.latent_mean) == 3
-    assert encoded.prompt_embeds.shape[0] == 2  # one embedding per distinct caption
+    assert encoded.prompt_embeds.hidden.shape[0] == 2  # one embedding per distinct caption
     draws = SampleStream(0, 1, 3).draw([0, 1, 2], encoded.latent_shape, 1000)
-    latents, embeds = encoded.batch(draws, torch.device("cpu"))
-    assert latents.shape == (3, 4, 8, 8) and embeds.shape[0] == 3
+    latents, embeds, time_ids = encoded.batch(draws, torch.device("cpu"))
+    assert latents.shape == (3, 4, 8, 8) and embeds.hidden.shape[0] == 3 and time_ids is None
 
     # The cached distribution sampled with the draw's noise equals encoding the image now.
     item = draws.item_indices[0]
@@ -108,17 +108,17 @@ def test_latents_of_deterministic_images_are_cached_and_match_fresh_encoding(par
 
 
 def test_random_augmentation_encodes_per_step(parts, tmp_path):
-    vae, tokenizer, text_encoder = parts
+    vae, conditioner = parts
     images = read_image_folder(
         write_image_folder(tmp_path / "imgs", ["a cat", "a dog"], size=(24, 16)), "--forget_data_dir"
     )
     cropped = EncodedImageSet(
-        images, vae, tokenizer, text_encoder, 16, center_crop=False, random_flip=False, device=torch.device("cpu")
+        images, vae, conditioner, 16, center_crop=False, random_flip=False, device=torch.device("cpu")
     )
     centred = EncodedImageSet(
-        images, vae, tokenizer, text_encoder, 16, center_crop=True, random_flip=False, device=torch.device("cpu")
+        images, vae, conditioner, 16, center_crop=True, random_flip=False, device=torch.device("cpu")
     )
     assert len(cropped.augmented) == 2 and not centred.augmented
     draws = SampleStream(0, 1, 2).draw([0, 1, 2, 3], cropped.latent_shape, 1000)
-    latents, _ = cropped.batch(draws, torch.device("cpu"))
+    latents, _, _ = cropped.batch(draws, torch.device("cpu"))
     assert latents.shape == (4, 4, 8, 8)

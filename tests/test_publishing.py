@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 
 from pipelines.errors import InputError
 from pipelines.loading import load_erased_pipeline
-from pipelines.model_card import BASE_TAGS, base_model_license
+from pipelines.model_card import base_model_license, card_tags
 from train_erasediff import main, parse_args
 
 SECTIONS = (
@@ -87,7 +87,8 @@ def lora_run(tiny_model, tmp_path_factory):
 def test_card_metadata_and_sections(lora_run, tiny_model):
     card = ModelCard.load(str(lora_run / "README.md"))
     assert card.data.base_model == tiny_model and card.data.library_name == "diffusers"
-    assert set(BASE_TAGS) | {"lora"} <= set(card.data.tags)
+    assert set(card_tags("sd", is_lora=True)) == set(card.data.tags)
+    assert {"stable-diffusion", "erasediff", "concept-erasure", "lora"} <= set(card.data.tags)
     for section in SECTIONS:
         assert section in card.text
     assert "van gogh" in card.text and "bome" in card.text and "@article{wu2024erasediff" in card.text

@@ -59,29 +59,35 @@ def write_tokenizer_files(folder: str) -> int:
     return len(vocab)
 
 
-def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int = 0) -> str:
-    """Saves a tiny StableDiffusionPipeline (16-px images, 8x8 latents) to ``folder`` and returns it."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def _tiny_tokenizer():
+    from transformers import CLIPTokenizer
 
-    torch.manual_seed(seed)
     vocab_dir = tempfile.mkdtemp(prefix="tiny-clip-vocab-")
     vocab_size = write_tokenizer_files(vocab_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=MAX_TOKENS)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=MAX_TOKENS,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    return CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=MAX_TOKENS), vocab_size
+
+
+def _tiny_text_config(tokenizer, vocab_size: int, **extra):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
     )
-    vae = AutoencoderKL(
+
+
+def _tiny_vae(**extra):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
@@ -91,7 +97,31 @@ def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int
         latent_channels=4,
         norm_num_groups=4,
         sample_size=16,
+        **extra,
     )
+
+
+def _scheduler(prediction_type: str):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+
+
+def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int = 0) -> str:
+    """Saves a tiny StableDiffusionPipeline (16-px images, 8x8 latents) to ``folder`` and returns it."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer, vocab_size = _tiny_tokenizer()
     unet = UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
@@ -104,24 +134,53 @@ def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int
         attention_head_dim=4,
         norm_num_groups=4,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type=prediction_type,
-    )
     pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
+        vae=_tiny_vae(),
+        text_encoder=CLIPTextModel(_tiny_text_config(tokenizer, vocab_size)),
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=_scheduler(prediction_type),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_sdxl_pipeline(folder: str, seed: int = 0) -> str:
+    """Saves a tiny StableDiffusionXLPipeline (two text encoders, the second with a projection; pooled
+    embeddings and time ids condition the UNet) to ``folder`` and returns it."""
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    tokenizer, vocab_size = _tiny_tokenizer()
+    pooled_dim, time_embed_dim = 16, 8
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        cross_attention_dim=32,  # both encoders' hidden states, concatenated
+        attention_head_dim=4,
+        norm_num_groups=4,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=6 * time_embed_dim + pooled_dim,
+    )
+    pipeline = StableDiffusionXLPipeline(
+        vae=_tiny_vae(force_upcast=True),
+        text_encoder=CLIPTextModel(_tiny_text_config(tokenizer, vocab_size)),
+        text_encoder_2=CLIPTextModelWithProjection(_tiny_text_config(tokenizer, vocab_size, projection_dim=pooled_dim)),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=_scheduler("epsilon"),
     )
     pipeline.save_pretrained(folder)
     return folder

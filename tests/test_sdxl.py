@@ -1,0 +1,143 @@
+"""SDXL through the same script: two text encoders, pooled embeddings and time ids."""
+
+import re
+
+import torch
+from conftest import write_image_folder
+from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+from huggingface_hub import ModelCard
+
+from pipelines.data_sources import read_image_folder
+from pipelines.latent_cache import EncodedImageSet
+from pipelines.loading import load_erased_pipeline
+from pipelines.model_family import SDXL, TextConditioner
+from pipelines.randomness import SampleStream
+from train_erasediff import main, parse_args
+
+FORGET_PROMPT = "a painting in the style of van gogh"
+REMAIN_PROMPTS = ["a photo of a cat", "a photo of a kitchen"]
+
+
+def train(model, output_dir, *extra):
+    main(
+        parse_args(
+            [
+                "--pretrained_model_name_or_path",
+                model,
+                "--output_dir",
+                str(output_dir),
+                "--resolution",
+                "16",
+                "--forget_prompts",
+                FORGET_PROMPT,
+                "--remain_prompts",
+                *REMAIN_PROMPTS,
+                "--num_forget_images",
+                "4",
+                "--num_remain_images",
+                "4",
+                "--generation_steps",
+                "2",
+                "--num_validation_images",
+                "1",
+                "--seed",
+                "0",
+                "--report_to",
+                "none",
+                "--train_batch_size",
+                "2",
+                *extra,
+            ]
+        )
+    )
+
+
+def one_step(pipeline):
+    return pipeline(
+        "a cat",
+        num_inference_steps=1,
+        height=16,
+        width=16,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+
+
+def responses(unet, pipeline, prompts):
+    """UNet predictions for the prompts at fixed noisy latents, timesteps and time ids."""
+    generator = torch.Generator().manual_seed(5)
+    latents = torch.randn(4, 4, 8, 8, generator=generator)
+    timesteps = torch.randint(0, 1000, (4,), generator=generator)
+    time_ids = torch.tensor([[16.0, 16.0, 0.0, 0.0, 16.0, 16.0]]).repeat(4, 1)
+    outputs = []
+    with torch.no_grad():
+        for prompt in prompts:
+            hidden, _, pooled, _ = pipeline.encode_prompt([prompt] * 4, do_classifier_free_guidance=False)
+            conditioning = {"text_embeds": pooled, "time_ids": time_ids}
+            outputs.append(
+                unet(latents, timesteps, encoder_hidden_states=hidden, added_cond_kwargs=conditioning).sample
+            )
+    return torch.stack(outputs)
+
+
+def test_sdxl_full_run_erases_the_forget_prompt_and_loads_with_stock_diffusers(tiny_sdxl_model, tmp_path):
+    data = ["--max_train_steps", "30", "--learning_rate", "2e-3"]
+    train(tiny_sdxl_model, tmp_path / "erased", *data)
+    train(tiny_sdxl_model, tmp_path / "control", *data, "--lambda_mode", "fixed", "--lambda_value", "0")
+
+    erased = StableDiffusionXLPipeline.from_pretrained(str(tmp_path / "erased"))
+    assert one_step(erased).shape == (1, 16, 16, 3)
+    base = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)
+    prompts = [FORGET_PROMPT, *REMAIN_PROMPTS]
+    control = UNet2DConditionModel.from_pretrained(str(tmp_path / "control"), subfolder="unet")
+    before, after = responses(base.unet, base, prompts), responses(erased.unet, base, prompts)
+    # Against a remain-only control (λ = 0, same data and seeds), erasure moved the forget prompt most.
+    # The tiny random text encoders embed all prompts alike (cosine ≈ 0.95), so the margin is smaller than SD's.
+    change = (after - responses(control, base, prompts)).pow(2).mean(dim=(1, 2, 3, 4))
+    assert change[0] > 1.5 * change[1:].max(), change
+    distance_to_mean = (after - 0.5).abs().mean(dim=(1, 2, 3, 4)) / (before - 0.5).abs().mean(dim=(1, 2, 3, 4))
+    assert distance_to_mean[0] < 0.5 and (distance_to_mean[1:] > 0.6).all(), distance_to_mean
+
+    card = ModelCard.load(str(tmp_path / "erased" / "README.md"))
+    assert "stable-diffusion-xl" in card.data.tags and "stable-diffusion" not in card.data.tags
+    assert "StableDiffusionXLPipeline.from_pretrained" in card.text
+
+
+def test_sdxl_lora_loads_into_the_base_pipeline_and_through_the_loader(tiny_sdxl_model, tmp_path):
+    output = tmp_path / "lora"
+    train(
+        tiny_sdxl_model,
+        output,
+        "--use_lora",
+        "--max_train_steps",
+        "2",
+        "--learning_rate",
+        "1e-2",
+        "--forget_target",
+        "anchor",
+        "--gradient_checkpointing",
+    )
+    by_hand = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)
+    by_hand.load_lora_weights(str(output))
+    loaded = load_erased_pipeline(str(output))
+    assert isinstance(loaded, StableDiffusionXLPipeline)
+    torch.testing.assert_close(torch.from_numpy(one_step(loaded)), torch.from_numpy(one_step(by_hand)))
+    card = (output / "README.md").read_text()
+    assert re.search(r"pipe = StableDiffusionXLPipeline.from_pretrained\(.*\)\npipe.load_lora_weights", card)
+
+
+def test_sdxl_time_ids_carry_the_original_size_and_the_crop(tiny_sdxl_model, tmp_path):
+    pipeline = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)
+    conditioner = TextConditioner(
+        SDXL, [pipeline.tokenizer, pipeline.tokenizer_2], [pipeline.text_encoder, pipeline.text_encoder_2]
+    )
+    images = read_image_folder(write_image_folder(tmp_path / "imgs", ["a cat"], size=(32, 16)), "--forget_data_dir")
+    encoded = EncodedImageSet(
+        images, pipeline.vae, conditioner, 16, center_crop=True, random_flip=False, device=torch.device("cpu")
+    )
+    latents, embeds, time_ids = encoded.batch(
+        SampleStream(0, 1, 1).draw([0], encoded.latent_shape, 1000), torch.device("cpu")
+    )
+    assert embeds.hidden.shape[-1] == 32 and embeds.pooled.shape == (1, 16)
+    # 32×16 (w×h) is resized to 32×16 and centre-cropped to 16×16 at left 8.
+    assert time_ids.tolist() == [[16.0, 32.0, 0.0, 8.0, 16.0, 16.0]]
