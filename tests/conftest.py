@@ -60,3 +60,27 @@ def fresh_accelerate_state():
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+def tiny_run_args(model: str, output_dir, *extra: str) -> list[str]:
+    """train_erasediff.py arguments for a quick run on a tiny pipeline; later flags in ``extra`` override."""
+    return [
+        *("--pretrained_model_name_or_path", model, "--output_dir", str(output_dir), "--resolution", "16"),
+        *("--num_forget_images", "4", "--num_remain_images", "4", "--generation_steps", "2"),
+        *("--generation_batch_size", "4", "--num_validation_images", "1", "--seed", "0", "--report_to", "none"),
+        *extra,
+    ]
+
+
+def one_step_image(pipeline):
+    """One denoising step of a tiny pipeline from a fixed seed, as an array."""
+    import torch
+
+    return pipeline(
+        "a cat",
+        num_inference_steps=1,
+        height=16,
+        width=16,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_run_args
 from PIL import Image
 from tiny_models import MAX_TOKENS, write_tokenizer_files
 
@@ -464,43 +465,9 @@ def test_training_with_evaluate_puts_the_figures_into_the_model_card(tiny_model,
     from train_erasediff import parse_args as train_args
 
     output = tmp_path / "erased"
-    train(
-        train_args(
-            [
-                "--pretrained_model_name_or_path",
-                tiny_model,
-                "--output_dir",
-                str(output),
-                "--resolution",
-                "16",
-                "--concept",
-                "van gogh",
-                "--num_forget_images",
-                "2",
-                "--num_remain_images",
-                "2",
-                "--generation_steps",
-                "2",
-                "--num_validation_images",
-                "1",
-                "--max_train_steps",
-                "2",
-                "--seed",
-                "0",
-                "--report_to",
-                "none",
-                "--evaluate",
-                "--evaluation_metrics",
-                "clip_score",
-                "fd_clip",
-                "--evaluation_clip_model",
-                tiny_clip,
-                "--evaluation_num_images",
-                "1",
-                *(["--use_lora"] if lora else []),
-            ]
-        )
-    )
+    evaluation = ["--evaluate", "--evaluation_metrics", "clip_score", "fd_clip", "--evaluation_clip_model", tiny_clip]
+    extra = ["--concept", "van gogh", "--max_train_steps", "2", "--evaluation_num_images", "1", *evaluation]
+    train(train_args(tiny_run_args(tiny_model, output, *extra, *(["--use_lora"] if lora else []))))
     metrics = json.loads((output / "evaluation" / "metrics.json").read_text())
     assert set(metrics["metrics"]) == {"clip_score", "fd_clip"}
     card = ModelCard.load(str(output / "README.md")).text

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, tiny_run_args
 from diffusers import StableDiffusionPipeline
 from fake_hub import FakeHub
 from huggingface_hub import ModelCard
@@ -29,32 +29,7 @@ SECTIONS = (
 
 
 def train(model, output_dir, *extra):
-    args = [
-        "--pretrained_model_name_or_path",
-        model,
-        "--output_dir",
-        str(output_dir),
-        "--resolution",
-        "16",
-        "--num_forget_images",
-        "2",
-        "--num_remain_images",
-        "2",
-        "--generation_steps",
-        "2",
-        "--num_validation_images",
-        "1",
-        "--seed",
-        "0",
-        "--report_to",
-        "none",
-        "--max_train_steps",
-        "2",
-        "--concept",
-        "van gogh",
-        *extra,
-    ]
-    main(parse_args(args))
+    main(parse_args(tiny_run_args(model, output_dir, "--max_train_steps", "2", "--concept", "van gogh", *extra)))
 
 
 def images(pipeline):

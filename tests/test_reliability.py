@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, tiny_run_args
 from safetensors.torch import load_file
 
 from pipelines.checkpoints import list_checkpoints, resolve_resume_path
@@ -18,32 +18,9 @@ from train_erasediff import main, parse_args
 
 
 def arguments(model, output_dir, *extra):
-    return [
-        "--pretrained_model_name_or_path",
-        model,
-        "--output_dir",
-        str(output_dir),
-        "--resolution",
-        "16",
-        "--num_forget_images",
-        "2",
-        "--num_remain_images",
-        "2",
-        "--generation_steps",
-        "2",
-        "--num_validation_images",
-        "1",
-        "--seed",
-        "3",
-        "--report_to",
-        "none",
-        "--concept",
-        "van gogh",
-        "--use_lora",
-        "--learning_rate",
-        "1e-3",
-        *extra,
-    ]
+    return tiny_run_args(
+        model, output_dir, "--seed", "3", "--concept", "van gogh", "--use_lora", "--learning_rate", "1e-3", *extra
+    )
 
 
 def test_latest_checkpoint_ignores_partial_writes(tmp_path):

@@ -3,7 +3,7 @@
 import re
 
 import torch
-from conftest import write_image_folder
+from conftest import one_step_image, tiny_run_args, write_image_folder
 from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 from huggingface_hub import ModelCard
 
@@ -19,48 +19,8 @@ REMAIN_PROMPTS = ["a photo of a cat", "a photo of a kitchen"]
 
 
 def train(model, output_dir, *extra):
-    main(
-        parse_args(
-            [
-                "--pretrained_model_name_or_path",
-                model,
-                "--output_dir",
-                str(output_dir),
-                "--resolution",
-                "16",
-                "--forget_prompts",
-                FORGET_PROMPT,
-                "--remain_prompts",
-                *REMAIN_PROMPTS,
-                "--num_forget_images",
-                "4",
-                "--num_remain_images",
-                "4",
-                "--generation_steps",
-                "2",
-                "--num_validation_images",
-                "1",
-                "--seed",
-                "0",
-                "--report_to",
-                "none",
-                "--train_batch_size",
-                "2",
-                *extra,
-            ]
-        )
-    )
-
-
-def one_step(pipeline):
-    return pipeline(
-        "a cat",
-        num_inference_steps=1,
-        height=16,
-        width=16,
-        output_type="np",
-        generator=torch.Generator().manual_seed(0),
-    ).images
+    prompts = ["--forget_prompts", FORGET_PROMPT, "--remain_prompts", *REMAIN_PROMPTS, "--train_batch_size", "2"]
+    main(parse_args(tiny_run_args(model, output_dir, *prompts, *extra)))
 
 
 def responses(unet, pipeline, prompts):
@@ -86,7 +46,7 @@ def test_sdxl_full_run_erases_the_forget_prompt_and_loads_with_stock_diffusers(t
     train(tiny_sdxl_model, tmp_path / "control", *data, "--lambda_mode", "fixed", "--lambda_value", "0")
 
     erased = StableDiffusionXLPipeline.from_pretrained(str(tmp_path / "erased"))
-    assert one_step(erased).shape == (1, 16, 16, 3)
+    assert one_step_image(erased).shape == (1, 16, 16, 3)
     base = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)
     prompts = [FORGET_PROMPT, *REMAIN_PROMPTS]
     control = UNet2DConditionModel.from_pretrained(str(tmp_path / "control"), subfolder="unet")
@@ -121,7 +81,7 @@ def test_sdxl_lora_loads_into_the_base_pipeline_and_through_the_loader(tiny_sdxl
     by_hand.load_lora_weights(str(output))
     loaded = load_erased_pipeline(str(output))
     assert isinstance(loaded, StableDiffusionXLPipeline)
-    torch.testing.assert_close(torch.from_numpy(one_step(loaded)), torch.from_numpy(one_step(by_hand)))
+    torch.testing.assert_close(torch.from_numpy(one_step_image(loaded)), torch.from_numpy(one_step_image(by_hand)))
     card = (output / "README.md").read_text()
     assert re.search(r"pipe = StableDiffusionXLPipeline.from_pretrained\(.*\)\npipe.load_lora_weights", card)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, write_image_folder
+from conftest import ROOT, one_step_image, tiny_run_args, write_image_folder
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file
 
@@ -19,48 +19,13 @@ REMAIN_PROMPTS = ["a photo of a cat", "a photo of a kitchen"]
 
 
 def common_args(model: str, output_dir, *extra: str) -> list[str]:
-    return [
-        "--pretrained_model_name_or_path",
-        model,
-        "--output_dir",
-        str(output_dir),
-        "--resolution",
-        "16",
-        "--num_forget_images",
-        "4",
-        "--num_remain_images",
-        "4",
-        "--generation_steps",
-        "2",
-        "--generation_batch_size",
-        "4",
-        "--train_batch_size",
-        "2",
-        "--num_validation_images",
-        "1",
-        "--seed",
-        "0",
-        "--report_to",
-        "none",
-        *extra,
-    ]
+    return tiny_run_args(model, output_dir, "--train_batch_size", "2", *extra)
 
 
 def run(model, output_dir, *extra):
     args = parse_args(common_args(model, output_dir, *extra))
     main(args)
     return args
-
-
-def one_step_image(pipeline):
-    return pipeline(
-        "a cat",
-        num_inference_steps=1,
-        height=16,
-        width=16,
-        output_type="np",
-        generator=torch.Generator().manual_seed(0),
-    ).images
 
 
 def unet_response(unet, pipeline, prompts):

@@ -122,6 +122,8 @@ def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int
 
     torch.manual_seed(seed)
     tokenizer, vocab_size = _tiny_tokenizer()
+    text_encoder = CLIPTextModel(_tiny_text_config(tokenizer, vocab_size))  # init order fixes the weights
+    vae = _tiny_vae()
     unet = UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
@@ -135,8 +137,8 @@ def build_tiny_pipeline(folder: str, prediction_type: str = "epsilon", seed: int
         norm_num_groups=4,
     )
     pipeline = StableDiffusionPipeline(
-        vae=_tiny_vae(),
-        text_encoder=CLIPTextModel(_tiny_text_config(tokenizer, vocab_size)),
+        vae=vae,
+        text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
         scheduler=_scheduler(prediction_type),
@@ -176,7 +178,9 @@ def build_tiny_sdxl_pipeline(folder: str, seed: int = 0) -> str:
     pipeline = StableDiffusionXLPipeline(
         vae=_tiny_vae(force_upcast=True),
         text_encoder=CLIPTextModel(_tiny_text_config(tokenizer, vocab_size)),
-        text_encoder_2=CLIPTextModelWithProjection(_tiny_text_config(tokenizer, vocab_size, projection_dim=pooled_dim)),
+        text_encoder_2=CLIPTextModelWithProjection(
+            _tiny_text_config(tokenizer, vocab_size, projection_dim=pooled_dim)
+        ),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
