@@ -434,7 +434,7 @@ def main(args: argparse.Namespace) -> None:
         mixed_precision_dtype,
     )
     from pipelines.objective import ForgetNoise, known_forget_minimum
-    from pipelines.outputs import read_recorded_arguments, save_arguments
+    from pipelines.outputs import public_arguments, read_recorded_arguments, save_arguments
     from pipelines.publishing import check_hub_credentials, create_hub_repo, upload_ignore_patterns, upload_output
     from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
     from pipelines.trainable import add_lora_adapters, select_trainable_parameters
@@ -545,10 +545,9 @@ def main(args: argparse.Namespace) -> None:
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
 
     if accelerator.is_main_process:
+        # Trackers take scalars only; secrets never reach them.
         tracker_config = {
-            k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-            for k, v in vars(args).items()
-            if k != "hub_token"
+            k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in public_arguments(args).items()
         }
         accelerator.init_trackers("erasediff", config=tracker_config)
 
