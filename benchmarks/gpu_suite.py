@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""Every GPU figure of issue 5 in one command, most important first, within a time budget.
+
+Each measurement runs as its own process (a clean peak-memory count, and a crash or an out-of-memory error
+costs only that line) and appends its JSON line to ``<out>/gpu_results.jsonl`` as soon as it finishes;
+one that fails or runs out of time appends ``{"label": ..., "error": ...}`` instead. A measurement whose
+estimate no longer fits the budget is skipped and recorded as such. At the end ``<out>/gpu_summary.md``
+holds the table for docs/performance.md. All output also goes to ``<out>/gpu_suite.log``.
+
+    python3 benchmarks/gpu_suite.py --out "${OUT:-benchmarks/results}"
+
+docs/performance.md gives the full command for a machine without diffusers (wheels in .whl/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STEP = os.path.join(HERE, "step_speed.py")
+GENERATION = os.path.join(HERE, "generation_speed.py")
+SD15 = ["--device", "cuda", "--model", "sd15"]
+
+# (label, script, arguments, estimated seconds, what it answers). Most important first.
+MEASUREMENTS = [
+    (
+        "full_bf16",
+        STEP,
+        SD15 + ["--mixed_precision", "bf16", "--steps", "10", "--warmup", "3"],
+        60,
+        "goal 1 (ratios) and goal 2 (samples/s, MFU) for full fine-tuning, batch 8 + 8",
+    ),
+    (
+        "memory_full_8bit_gc_b1",
+        STEP,
+        SD15
+        + ["--batch_size", "1", "--use_8bit_adam", "--gradient_checkpointing", "--variants", "fixed,bome"]
+        + ["--steps", "5", "--warmup", "2"],
+        50,
+        "goal 3: peak memory, full fine-tuning, 8-bit Adam, gradient checkpointing, batch 1 + 1",
+    ),
+    (
+        "memory_lora_b1",
+        STEP,
+        SD15 + ["--batch_size", "1", "--use_lora", "--variants", "fixed,bome", "--steps", "5", "--warmup", "2"],
+        45,
+        "goal 3: peak memory, LoRA rank 4, batch 1 + 1",
+    ),
+    (
+        "lora_bf16",
+        STEP,
+        SD15 + ["--use_lora", "--steps", "8", "--warmup", "3"],
+        50,
+        "goal 2: LoRA samples/s and MFU, batch 8 + 8",
+    ),
+    (
+        "generation_sd15",
+        GENERATION,
+        SD15 + ["--batch_size", "4", "--num_images", "8", "--rounds", "3", "--warmup", "1"],
+        70,
+        "goal 4: images/s of generate_image_set against stock StableDiffusionPipeline, batch 4, 50 steps",
+    ),
+    (
+        "full_bf16_b4",
+        STEP,
+        SD15 + ["--batch_size", "4", "--steps", "10", "--warmup", "3"],
+        50,
+        "goal 1 at train_erasediff.py's default batch, 4 + 4",
+    ),
+    (
+        "full_bf16_prefetch_draws",
+        STEP,
+        SD15 + ["--variants", "fixed,bome", "--prefetch_draws", "--steps", "8", "--warmup", "3"],
+        45,
+        "proposed: draws for the next micro-batch on a background thread",
+    ),
+    (
+        "full_bf16_fused_adam",
+        STEP,
+        SD15 + ["--variants", "fixed", "--fused_adam", "--steps", "8", "--warmup", "3"],
+        40,
+        "switch not in train_erasediff.py: fused AdamW",
+    ),
+    (
+        "full_bf16_sdpa_cudnn",
+        STEP,
+        SD15 + ["--variants", "fixed", "--sdpa", "cudnn", "--steps", "8", "--warmup", "3"],
+        40,
+        "switch not in train_erasediff.py: cuDNN attention",
+    ),
+    (
+        "full_bf16_channels_last",
+        STEP,
+        SD15 + ["--variants", "fixed", "--channels_last", "--steps", "8", "--warmup", "3"],
+        40,
+        "switch not in train_erasediff.py: channels_last",
+    ),
+    (
+        "full_bf16_b16",
+        STEP,
+        SD15 + ["--batch_size", "16", "--variants", "fixed", "--steps", "6", "--warmup", "2"],
+        50,
+        "goal 2 at a larger batch: 16 + 16 samples per step",
+    ),
+    (
+        "full_bf16_compile",
+        STEP,
+        SD15 + ["--variants", "fixed", "--compile", "--steps", "8", "--warmup", "3"],
+        200,
+        "switch not in train_erasediff.py: torch.compile (compilation time excluded by the warm-up)",
+    ),
+]
+
+ENVIRONMENT_PROBE = """
+import json, importlib
+record = {"label": "environment", "python": __import__("sys").version.split()[0]}
+for name in ("torch", "diffusers", "transformers", "accelerate", "peft", "bitsandbytes"):
+    try:
+        record[name] = importlib.import_module(name).__version__
+    except Exception as error:
+        record[name] = f"missing: {type(error).__name__}: {error}"[:200]
+import torch
+record["cuda"] = torch.version.cuda
+record["cudnn"] = torch.backends.cudnn.version()
+record["device_name"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+print(json.dumps(record))
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=os.path.join(HERE, "results"), help="Folder for the JSON lines and log.")
+    parser.add_argument("--budget_s", type=float, default=540, help="Start nothing that would end after this.")
+    parser.add_argument("--only", default=None, help="Comma-separated labels to run (default: all, in order).")
+    parser.add_argument(
+        "--rehearse_on_cpu",
+        action="store_true",
+        help="Run the same sequence with the tiny model on the CPU for a step or two (checks the suite itself).",
+    )
+    return parser.parse_args(argv)
+
+
+def rehearsal(script: str, arguments: list[str]) -> list[str]:
+    """The CPU stand-in of a measurement: tiny model, one step, few images."""
+    swapped = ["cpu" if a == "cuda" else "tiny" if a == "sd15" else a for a in arguments]
+    if script == GENERATION:
+        return swapped + ["--rounds", "1", "--warmup", "0", "--num_images", "2", "--inference_steps", "2"]
+    return swapped + ["--steps", "1", "--warmup", "0", "--resolution", "64"]
+
+
+def append(path: str, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def run_one(command: list[str], timeout: float, log) -> tuple[int | None, str]:
+    """Runs ``command``, copying its output to ``log``; returns its exit status (None on timeout) and output."""
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        finished = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=environment
+        )
+        output, status = finished.stdout, finished.returncode
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout or ""
+        output, status = output.decode(errors="replace") if isinstance(output, bytes) else output, None
+    log.write(output)
+    log.flush()
+    return status, output
+
+
+def write_summary(results_path: str, summary_path: str) -> None:
+    """A markdown table of the step and generation measurements, for docs/performance.md."""
+    records = [json.loads(line) for line in open(results_path, encoding="utf-8") if line.strip()]
+    lines = [
+        "| measurement | variant | ms/step | samples/s | ratio to plain | TFLOP/s | MFU | peak memory |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    extra = []
+    for record in records:
+        label = record.get("label")
+        if "error" in record or "skipped" in record:
+            reason = (record.get("error") or record.get("skipped")).strip().splitlines()
+            extra.append(f"- {label}: {reason[0]} ... {reason[-1]}" if len(reason) > 1 else f"- {label}: {reason[0]}")
+        elif record.get("benchmark") == "step_speed":
+            for variant, row in record["variants"].items():
+                memory = f"{row['peak_memory_mib'] / 1024:.2f} GiB" if row["peak_memory_mib"] else "n/a"
+                mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
+                lines.append(
+                    f"| {label} | {variant} | {row['ms']:.1f} | {row['samples_per_s']:.1f} | {row['ratio']:.3f} "
+                    f"| {row['achieved_tflops']:.3g} | {mfu} | {memory} |"
+                )
+        elif record.get("benchmark") == "generation_speed":
+            extra.append(
+                f"- {label}: stock {record['stock_images_per_s']:.2f} images/s, ours {record['ours_images_per_s']:.2f}"
+                f" images/s, ratio {record['ratio']:.3f}, PNG encoding {record['png_ms_per_image']:.0f} ms/image "
+                f"(batch {record['batch_size']}, "
+                f"{record['inference_steps']} steps, {record['resolution']} px)"
+            )
+        elif label == "environment":
+            extra.append("- environment: " + ", ".join(f"{k} {v}" for k, v in record.items() if k != "label"))
+    with open(summary_path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines + [""] + extra) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    results = os.path.join(args.out, "gpu_results.jsonl")
+    started = time.monotonic()
+    only = set(args.only.split(",")) if args.only else None
+    with open(os.path.join(args.out, "gpu_suite.log"), "a", encoding="utf-8") as log:
+        status, output = run_one([sys.executable, "-c", ENVIRONMENT_PROBE], 120, log)
+        last = output.strip().splitlines()[-1] if output.strip() else ""
+        append(results, json.loads(last) if status == 0 else {"label": "environment", "error": output[-2000:]})
+        print(last, flush=True)
+        for label, script, arguments, estimate, purpose in MEASUREMENTS:
+            if only is not None and label not in only:
+                continue
+            left = args.budget_s - (time.monotonic() - started)
+            if left < estimate:
+                append(results, {"label": label, "skipped": f"{left:.0f} s of budget left, needs about {estimate} s"})
+                print(f"skipped {label}: {left:.0f} s left", flush=True)
+                continue
+            if args.rehearse_on_cpu:
+                if "--compile" in arguments:
+                    continue
+                arguments = rehearsal(script, arguments)
+            header = f"=== {label}: {purpose}"
+            print(header, flush=True)
+            log.write(header + "\n")
+            command = [sys.executable, script, *arguments, "--label", label, "--json_out", results]
+            begun = time.monotonic()
+            status, output = run_one(command, min(left, max(2 * estimate, 120)), log)
+            if status != 0:
+                reason = "timed out" if status is None else f"exit status {status}"
+                append(results, {"label": label, "error": f"{reason}: {output[-1500:]}"})
+            print(f"{label}: {'ok' if status == 0 else 'failed'} in {time.monotonic() - begun:.0f} s", flush=True)
+            print("\n".join(output.strip().splitlines()[-10:-1]), flush=True)
+    write_summary(results, os.path.join(args.out, "gpu_summary.md"))
+    print(f"wrote {results} and gpu_summary.md in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
