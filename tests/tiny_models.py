@@ -33,14 +33,15 @@ def _byte_alphabet() -> list[str]:
     return symbols
 
 
-def write_tokenizer_files(folder: str) -> int:
-    """Writes vocab.json and merges.txt of a tiny CLIP BPE vocabulary; returns the vocabulary size."""
+def write_tokenizer_files(folder: str, words=VOCAB_WORDS) -> int:
+    """Writes vocab.json and merges.txt of a tiny CLIP BPE vocabulary in which each of ``words`` is one token
+    (anything else falls back to single characters); returns the vocabulary size."""
     alphabet = _byte_alphabet()
     vocab: dict[str, int] = {}
     for symbol in alphabet + [s + "</w>" for s in alphabet]:
         vocab[symbol] = len(vocab)
     merges: list[str] = []
-    for word in VOCAB_WORDS:
+    for word in words:
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         while len(pieces) > 1:
             merged = pieces[0] + pieces[1]
