@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Every GPU figure of issue 5 in one command, most important first, within a time budget.
+"""Every GPU figure of issues 5 and 8 in one command, most important first, within a time budget.
+
+Issue 5's SD-1.5-shaped measurements come first; issue 8's SDXL-shaped ones (1024 px, LoRA and full
+fine-tuning, batch 1 + 1) follow them and run when the budget still allows.
 
 Each measurement runs as its own process (a clean peak-memory count, and a crash or an out-of-memory error
 costs only that line) and appends its JSON line to ``<out>/gpu_results.jsonl`` as soon as it finishes;
@@ -25,6 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STEP = os.path.join(HERE, "step_speed.py")
 GENERATION = os.path.join(HERE, "generation_speed.py")
 SD15 = ["--device", "cuda", "--model", "sd15"]
+SDXL = ["--device", "cuda", "--model", "sdxl", "--resolution", "1024", "--mixed_precision", "bf16"]
+# On the CPU rehearsal each GPU shape becomes the tiny UNet of the same family.
+REHEARSAL_MODELS = {"sd15": "tiny", "sdxl": "tiny_sdxl"}
 
 # (label, script, arguments, estimated seconds, what it answers). Most important first.
 MEASUREMENTS = [
@@ -114,6 +120,26 @@ MEASUREMENTS = [
         200,
         "switch not in train_erasediff.py: torch.compile (compilation time excluded by the warm-up)",
     ),
+    # Issue 8: SDXL-shaped (random weights), after every SD-1.5 figure.
+    (
+        "sdxl_lora_gc_b1",
+        STEP,
+        SDXL
+        + ["--batch_size", "1", "--use_lora", "--gradient_checkpointing", "--variants", "fixed,bome"]
+        + ["--steps", "5", "--warmup", "2"],
+        60,
+        "issue 8: SDXL 1024 px, LoRA rank 4, gradient checkpointing, batch 1 + 1: ms/step and peak memory",
+    ),
+    (
+        "sdxl_full_8bit_gc_b1",
+        STEP,
+        SDXL
+        + ["--batch_size", "1", "--use_8bit_adam", "--gradient_checkpointing", "--variants", "fixed,bome"]
+        + ["--steps", "5", "--warmup", "2"],
+        70,
+        "issue 8: SDXL 1024 px, full fine-tuning, 8-bit Adam, gradient checkpointing, batch 1 + 1: ms/step and "
+        "peak memory",
+    ),
 ]
 
 ENVIRONMENT_PROBE = """
@@ -146,8 +172,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def rehearsal(script: str, arguments: list[str]) -> list[str]:
-    """The CPU stand-in of a measurement: tiny model, one step, few images."""
-    swapped = ["cpu" if a == "cuda" else "tiny" if a == "sd15" else a for a in arguments]
+    """The CPU stand-in of a measurement: tiny model of the same family, one step, few images, 64 px."""
+    swapped = ["cpu" if a == "cuda" else REHEARSAL_MODELS.get(a, a) for a in arguments]
+    if "--resolution" in swapped:  # the rehearsal sets its own
+        at = swapped.index("--resolution")
+        del swapped[at : at + 2]
     if script == GENERATION:
         return swapped + ["--rounds", "1", "--warmup", "0", "--num_images", "2", "--inference_steps", "2"]
     return swapped + ["--steps", "1", "--warmup", "0", "--resolution", "64"]

@@ -10,6 +10,11 @@ order, so a slow spell of the machine hits them alike. Times are medians over th
 
     python benchmarks/step_speed.py --device cpu --model tiny
     python benchmarks/step_speed.py --device cuda --model sd15 --mixed_precision bf16
+    python benchmarks/step_speed.py --device cuda --model sdxl --use_lora --gradient_checkpointing
+
+``--model sdxl`` (and its CPU-sized ``tiny_sdxl``) conditions the UNet as SDXL training does: the cached sets
+are encoded by an SDXL ``TextConditioner`` over two stand-in encoders (the second with a projection), so the
+pooled embedding and the six time ids reach the UNet through ``added_cond_kwargs`` in every variant.
 
 The last line of the output is one JSON object (``plain_ms``, ``erasediff_fixed_ms``, ``erasediff_bome_ms``,
 ``ratio_fixed``, ``ratio_bome``, ...); ``--json_out FILE`` also appends it to FILE.
@@ -36,12 +41,17 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # tiny_models: the tests' small CLIP vocabulary
 
 from model_shapes import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
     DEFAULT_RESOLUTION,
     SD_NOISE_SCHEDULE,
     TEXT_LENGTH,
     UNETS,
+    VAE_SCALING_FACTOR,
     dense_bf16_peak,
     flop_per_sample,
+    is_sdxl,
+    pooled_width,
+    text_encoder_widths,
 )
 
 VARIANTS = ("plain", "fixed", "bome", "cosine")
@@ -50,15 +60,23 @@ NUM_ITEMS = 16
 CAPTIONS = tuple(
     f"a photo of a {thing}" for thing in ("cat", "dog", "car", "tree", "house", "kitchen", "beach", "lake")
 )
-SD_VAE_SCALING_FACTOR = 0.18215
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--model", choices=tuple(UNETS), default="tiny", help="tiny, or the SD-1.5 UNet shape.")
-    parser.add_argument("--resolution", type=int, default=None, help="Pixels (default: tiny 128, sd15 512).")
-    parser.add_argument("--batch_size", type=int, default=None, help="Remain samples per step (tiny 4, sd15 8).")
+    parser.add_argument(
+        "--model",
+        choices=tuple(UNETS),
+        default="tiny",
+        help="tiny, the SD-1.5 UNet shape (sd15), the SDXL-base-1.0 UNet shape (sdxl) or a tiny SDXL-shaped one.",
+    )
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="Pixels (default: tiny 128, sd15 512, sdxl 1024, tiny_sdxl 128)."
+    )
+    parser.add_argument(
+        "--batch_size", type=int, default=None, help="Remain samples per step (tiny 4, sd15 8, sdxl 1, tiny_sdxl 4)."
+    )
     parser.add_argument("--forget_batch_size", type=int, default=None, help="Forget samples per step (= batch).")
     parser.add_argument(
         "--variants",
@@ -108,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
     args.resolution = args.resolution or DEFAULT_RESOLUTION[args.model]
-    args.batch_size = args.batch_size or (8 if args.model == "sd15" else 4)
+    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE[args.model]
     args.forget_batch_size = args.forget_batch_size or args.batch_size
     args.mixed_precision = args.mixed_precision or ("bf16" if args.device == "cuda" else "no")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -123,13 +141,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 class FrozenVAEStandIn:
     """Stands in for the frozen VAE, which encodes each image once before training and never runs inside a
-    step: it returns a latent distribution (mean, std) of the SD VAE's shape, [B, 4, H/8, W/8]."""
+    step: it returns a latent distribution (mean, std) of the SD/SDXL VAE's shape, [B, 4, H/8, W/8]."""
 
-    def __init__(self, dtype, seed: int):
+    def __init__(self, dtype, seed: int, scaling_factor: float):
         from diffusers.configuration_utils import FrozenDict
 
         self.dtype, self.seed = dtype, seed
-        self.config = FrozenDict(scaling_factor=SD_VAE_SCALING_FACTOR, shift_factor=None)
+        self.config = FrozenDict(scaling_factor=scaling_factor, shift_factor=None)
 
     def encode(self, pixels):
         import torch
@@ -144,28 +162,42 @@ class FrozenVAEStandIn:
         return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean, std=std, sample=sample))
 
 
-def text_encoder_and_tokenizer(width: int, device, dtype):
-    """A one-layer CLIP text encoder of the UNet's cross-attention width and SD's 77 tokens, with the tests'
-    small vocabulary: it encodes each distinct caption once, before training, so its depth does not matter."""
+def text_conditioner(model: str, device, dtype):
+    """The family's ``TextConditioner`` over stand-in encoders: one-layer CLIP text encoders of the real
+    widths and 77 tokens, with the tests' small vocabulary. They encode each distinct caption once, before
+    training, so their depth does not matter.
+
+    SD-shaped models get one encoder of the UNet's cross-attention width. SDXL-shaped ones get two, as
+    ``pipelines.models.load_models`` does: a ``CLIPTextModel`` and a ``CLIPTextModelWithProjection`` whose
+    widths add up to the cross-attention width and whose projection gives the pooled embedding.
+    """
     from tiny_models import write_tokenizer_files
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from pipelines.model_family import SD, SDXL, TextConditioner
 
     vocab_dir = tempfile.mkdtemp(prefix="bench-clip-vocab-")
     vocab_size = write_tokenizer_files(vocab_dir)
     tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=TEXT_LENGTH)
-    config = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=1,
-        num_attention_heads=max(1, width // 64),
-        max_position_embeddings=TEXT_LENGTH,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    text_encoder = CLIPTextModel(config).to(device, dtype).requires_grad_(False)
-    return text_encoder, tokenizer
+    encoders = []
+    widths = text_encoder_widths(model)
+    for number, width in enumerate(widths, start=1):
+        config = CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=1,
+            num_attention_heads=max(1, width // 64),
+            max_position_embeddings=TEXT_LENGTH,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **({"projection_dim": pooled_width(model)} if is_sdxl(model) else {}),
+        )
+        encoder_class = CLIPTextModelWithProjection if is_sdxl(model) and number == len(widths) else CLIPTextModel
+        encoders.append(encoder_class(config).to(device, dtype).requires_grad_(False))
+    family = SDXL if is_sdxl(model) else SD
+    return TextConditioner(family, [tokenizer] * len(encoders), encoders)
 
 
 def image_set(resolution: int, first_seed: int):
@@ -217,7 +249,7 @@ class Bench:
 
         from pipelines.erasure_step import ErasureSettings, ErasureStep
         from pipelines.latent_cache import EncodedImageSet
-        from pipelines.model_family import SD, TextConditioner
+        from pipelines.model_family import time_ids
         from pipelines.options import DEFAULT_LORA_TARGET_MODULES
         from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
         from pipelines.trainable import add_lora_adapters, select_trainable_parameters
@@ -272,10 +304,11 @@ class Bench:
         self.scheduler = DDPMScheduler(**SD_NOISE_SCHEDULE)
         # The forget and remain sets as train_erasediff.py caches them: EncodedImageSet with the family's text
         # conditioner; the VAE is a stand-in (it runs once, before training, never inside a step).
-        text_encoder, tokenizer = text_encoder_and_tokenizer(config["cross_attention_dim"], device, weight_dtype)
+        conditioner = text_conditioner(args.model, device, weight_dtype)
+        scaling_factor = VAE_SCALING_FACTOR[args.model]
         encode = dict(
-            vae=FrozenVAEStandIn(weight_dtype, args.seed),
-            conditioner=TextConditioner(SD, [tokenizer], [text_encoder]),
+            vae=FrozenVAEStandIn(weight_dtype, args.seed, scaling_factor),
+            conditioner=conditioner,
             resolution=args.resolution,
             center_crop=True,
             random_flip=False,
@@ -286,19 +319,19 @@ class Bench:
         remain_set = EncodedImageSet(remain_images, **encode)
 
         # The plain step's inputs, made the diffusers-example way from the same images and captions and held
-        # on the device (the example encodes every step; the floor leaves that out, as our step does).
-        vae = FrozenVAEStandIn(weight_dtype, args.seed + 1)
+        # on the device (the example encodes every step; the floor leaves that out, as our step does). Text:
+        # SD's last hidden states; for SDXL, as train_text_to_image_sdxl.py's encode_prompt, both encoders'
+        # penultimate hidden states concatenated and the second's pooled projection, with the time ids
+        # (original size, crop top-left, target size) of these uncropped square images.
+        vae = FrozenVAEStandIn(weight_dtype, args.seed + 1, scaling_factor)
         pixels = torch.zeros(2 * NUM_ITEMS, 3, args.resolution, args.resolution, device=device)
         self.plain_latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
-        input_ids = tokenizer(
-            remain_images.captions + forget_images.captions,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(device)
-        with torch.no_grad():
-            self.plain_embeds = text_encoder(input_ids, return_dict=False)[0]
+        embeddings = conditioner.encode(remain_images.captions + forget_images.captions, device)
+        self.plain_embeds, self.plain_pooled = embeddings.hidden, embeddings.pooled
+        self.plain_time_ids = None
+        if self.plain_pooled is not None:
+            size = (args.resolution, args.resolution)
+            self.plain_time_ids = time_ids(size, (0, 0), args.resolution).repeat(2 * NUM_ITEMS, 1).to(device)
         self.samples_per_step = args.batch_size + args.forget_batch_size
 
         draw_thread = ThreadPoolExecutor(max_workers=1) if args.prefetch_draws else None
@@ -338,12 +371,13 @@ class Bench:
                 0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device
             ).long()
             noisy_latents = self.scheduler.add_noise(latents, noise, timesteps)
-            model_pred = self.unet(
-                noisy_latents.to(self.model_dtype),
-                timesteps,
-                encoder_hidden_states=embeds.to(self.model_dtype),
-                return_dict=False,
-            )[0]
+            conditioning = {"encoder_hidden_states": embeds.to(self.model_dtype)}
+            if self.plain_pooled is not None:  # SDXL
+                conditioning["added_cond_kwargs"] = {
+                    "text_embeds": self.plain_pooled[rows].to(self.model_dtype),
+                    "time_ids": self.plain_time_ids[rows].to(self.model_dtype),
+                }
+            model_pred = self.unet(noisy_latents.to(self.model_dtype), timesteps, **conditioning, return_dict=False)[0]
             loss = torch.nn.functional.mse_loss(model_pred.float(), noise.float(), reduction="mean")
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.args.max_grad_norm > 0:

@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCHMARKS)
 STEP_KEYS = {"plain_ms", "erasediff_fixed_ms", "erasediff_bome_ms", "ratio_fixed", "ratio_bome"}
 GENERATION_KEYS = {"stock_images_per_s", "ours_images_per_s", "ratio"}
 
@@ -26,26 +28,63 @@ def start(script: str, *arguments: str) -> subprocess.Popen:
     )
 
 
-def last_json_line(process: subprocess.Popen) -> dict:
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-3000:]
-    return json.loads(stdout.strip().splitlines()[-1])
+def start_steps(*argument_lists: list[str]) -> subprocess.Popen:
+    """``step_speed.main`` once per argument list, one after the other in one process: importing torch and
+    diffusers takes about 7 s of CPU here, paid once."""
+    code = (
+        f"import sys; sys.path.insert(0, {BENCHMARKS!r}); import step_speed\n"
+        f"for arguments in {argument_lists!r}:\n    step_speed.main(['--device', 'cpu', *arguments])"
+    )
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    )
 
 
-def test_step_and_generation_benchmarks_end_with_the_required_json(tmp_path):
-    results = tmp_path / "results.jsonl"
-    # Both at once: each uses one CPU thread.
-    step = start(
-        "step_speed.py",
-        *("--model", "tiny", "--resolution", "64", "--steps", "2", "--warmup", "1"),
-        *("--label", "smoke", "--json_out", str(results)),
-    )
-    generation = start(
-        "generation_speed.py",
-        *("--model", "tiny", "--num_images", "2", "--batch_size", "2", "--inference_steps", "2"),
-        *("--rounds", "1", "--warmup", "0"),
-    )
-    step_summary, generation_summary = last_json_line(step), last_json_line(generation)
+def json_lines(process: subprocess.Popen) -> list[dict]:
+    """The JSON lines a finished process printed (each benchmark run ends with one), in order."""
+    if not hasattr(process, "json_lines"):
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr[-3000:]
+        process.json_lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return process.json_lines
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The smoke runs, started at once (each process uses one CPU thread) and shared by the tests below."""
+    folder = tmp_path_factory.mktemp("benchmarks")
+    processes = {
+        "step": start_steps(
+            [
+                *("--model", "tiny", "--resolution", "64", "--steps", "2", "--warmup", "1"),
+                *("--label", "smoke", "--json_out", str(folder / "results.jsonl")),
+            ],
+            # SDXL-shaped, as the GPU suite's sdxl_lora_gc_b1: a text_time UNet raises unless every variant
+            # passes the pooled embedding and the time ids, so finishing shows that they reach the UNet.
+            [
+                *("--model", "tiny_sdxl", "--resolution", "64", "--steps", "1", "--warmup", "0"),
+                *("--variants", "fixed,bome", "--use_lora", "--gradient_checkpointing"),
+                *("--label", "smoke_sdxl", "--json_out", str(folder / "sdxl.jsonl")),
+            ],
+        ),
+        "generation": start(
+            "generation_speed.py",
+            *("--model", "tiny", "--num_images", "2", "--batch_size", "2", "--inference_steps", "2"),
+            *("--rounds", "1", "--warmup", "0"),
+        ),
+    }
+    yield folder, processes
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_step_and_generation_benchmarks_end_with_the_required_json(runs, tmp_path):
+    folder, processes = runs
+    results = folder / "results.jsonl"
+    step_summary, generation_summary = json_lines(processes["step"])[0], json_lines(processes["generation"])[-1]
 
     assert STEP_KEYS <= step_summary.keys()
     assert all(step_summary[key] > 0 for key in STEP_KEYS)
@@ -57,9 +96,54 @@ def test_step_and_generation_benchmarks_end_with_the_required_json(tmp_path):
     assert all(generation_summary[key] > 0 for key in GENERATION_KEYS)
 
     # The GPU suite's summary renders such lines as a table row per variant.
-    sys.path.insert(0, BENCHMARKS)
     from gpu_suite import write_summary
 
     write_summary(str(results), str(tmp_path / "summary.md"))
     table = (tmp_path / "summary.md").read_text()
     assert "| smoke | bome |" in table and "| smoke | plain |" in table
+
+
+def test_sdxl_shaped_step_benchmark_runs_through_the_sdxl_conditioning(runs, tmp_path):
+    folder, processes = runs
+    summary = json_lines(processes["step"])[1]
+
+    assert STEP_KEYS <= summary.keys()
+    assert all(summary[key] > 0 for key in STEP_KEYS)
+    assert list(summary["variants"]) == ["plain", "fixed", "bome"]
+    assert (summary["model"], summary["resolution"], summary["samples_per_step"]) == ("tiny_sdxl", 64, 8)
+    assert summary["use_lora"] and summary["gradient_checkpointing"]
+    assert 0 < summary["trainable_parameters"] < 1_000_000  # LoRA adapters only (the UNet has 8.0 M)
+    assert summary["flop_per_sample"] > 0  # counted on the meta device with pooled embedding and time ids
+
+    from gpu_suite import write_summary
+
+    assert json.loads((folder / "sdxl.jsonl").read_text()) == summary
+    write_summary(str(folder / "sdxl.jsonl"), str(tmp_path / "summary.md"))
+    assert "| smoke_sdxl | bome |" in (tmp_path / "summary.md").read_text()
+
+
+def test_sdxl_shape_and_its_place_in_the_gpu_suite():
+    """SDXL-base-1.0's UNet configuration and conditioning widths, and the suite's SDXL lines: after every
+    SD-1.5 line, rehearsed on the CPU with the tiny SDXL-shaped UNet (no torch import here)."""
+    import gpu_suite
+    from model_shapes import DEFAULT_RESOLUTION, SDXL_UNET, pooled_width, text_encoder_widths
+
+    assert SDXL_UNET["block_out_channels"] == (320, 640, 1280)
+    assert SDXL_UNET["transformer_layers_per_block"] == (1, 2, 10)
+    assert SDXL_UNET["attention_head_dim"] == (5, 10, 20)
+    assert SDXL_UNET["addition_embed_type"] == "text_time" and SDXL_UNET["use_linear_projection"]
+    assert text_encoder_widths("sdxl") == (768, 1280) and sum(text_encoder_widths("sdxl")) == 2048
+    assert pooled_width("sdxl") == 1280  # 2816 = 6 time ids x 256 + 1280
+    assert DEFAULT_RESOLUTION["sdxl"] == 1024 and SDXL_UNET["sample_size"] == 1024 // 8
+    for model in ("tiny", "sd15", "tiny_sdxl"):
+        assert sum(text_encoder_widths(model)) > 0
+
+    labels = [m[0] for m in gpu_suite.MEASUREMENTS]
+    sdxl = [i for i, m in enumerate(gpu_suite.MEASUREMENTS) if "sdxl" in m[2]]
+    assert [labels[i] for i in sdxl] == ["sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"]
+    assert min(sdxl) > max(i for i, m in enumerate(gpu_suite.MEASUREMENTS) if "sd15" in m[2])
+    for i in sdxl:
+        _, script, arguments, _, _ = gpu_suite.MEASUREMENTS[i]
+        rehearsed = gpu_suite.rehearsal(script, arguments)
+        assert rehearsed[rehearsed.index("--model") + 1] == "tiny_sdxl"
+        assert rehearsed[rehearsed.index("--device") + 1] == "cpu" and rehearsed.count("--resolution") == 1
