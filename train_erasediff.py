@@ -433,7 +433,7 @@ def main(args: argparse.Namespace) -> None:
         make_pipeline,
         mixed_precision_dtype,
     )
-    from pipelines.objective import ForgetNoise, known_forget_minimum
+    from pipelines.objective import ForgetNoise, constraint_gap, known_forget_minimum
     from pipelines.outputs import public_arguments, read_recorded_arguments, save_arguments
     from pipelines.publishing import check_hub_credentials, create_hub_repo, upload_ignore_patterns, upload_output
     from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
@@ -632,7 +632,7 @@ def main(args: argparse.Namespace) -> None:
             "lr": lr_scheduler.get_last_lr()[0],
         }
         if forget_minimum is not None:
-            logs["constraint_gap"] = forget_mean - forget_minimum
+            logs["constraint_gap"] = constraint_gap(forget_mean, forget_minimum)
         accelerator.log(logs, step=global_step)
         progress.update(1)
         progress.set_postfix(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -178,8 +178,3 @@ def estimate_forget_minimum(
         with torch.no_grad():
             for parameter, saved in zip(parameters, saved_values):
                 parameter.copy_(saved)
-
-
-def parameter_grads(parameters: Iterable[torch.nn.Parameter]) -> list[torch.Tensor]:
-    """The ``.grad`` tensors of the parameters that have one."""
-    return [p.grad for p in parameters if p.grad is not None]

@@ -80,8 +80,3 @@ def add_lora_adapters(
     config = LoraConfig(r=rank, lora_alpha=lora_alpha, init_lora_weights="gaussian", target_modules=names)
     unet.add_adapter(config)
     return [p for p in unet.parameters() if p.requires_grad]
-
-
-def trainable_state_dict(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable parameters by name (what a checkpoint needs; frozen weights come from the base model)."""
-    return {name: p.detach() for name, p in unet.named_parameters() if p.requires_grad}
