@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Flip images horizontally at random (latents are then encoded every step).",
     )
+    concept.add_argument(
+        "--proportion_empty_prompts",
+        type=float,
+        default=0.0,
+        help="Fraction of remain samples trained with the empty prompt, so that the unconditional prediction, "
+        "which classifier-free guidance subtracts, is kept as well (try 0.1).",
+    )
 
     objective = parser.add_argument_group("objective (docs/method.md)")
     objective.add_argument(
@@ -343,6 +350,16 @@ def _check_arguments(args) -> None:
     for name in ("lambda_value", "eta", "inner_steps", "inner_learning_rate", "lr_warmup_steps"):
         if getattr(args, name) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
+    if args.lr_warmup_steps > 0 and args.lr_scheduler in ("constant", "piecewise_constant"):
+        # diffusers' get_scheduler ignores the warm-up of these two without a word.
+        raise InputError(
+            f"--lr_warmup_steps has no effect with --lr_scheduler {args.lr_scheduler}; "
+            "use --lr_scheduler constant_with_warmup"
+        )
+    if not 0 <= args.proportion_empty_prompts < 1:
+        raise InputError(
+            f"--proportion_empty_prompts must be in [0, 1), got {args.proportion_empty_prompts}; 0.1 is typical"
+        )
     if args.forget_noise_std <= 0:
         raise InputError(f"--forget_noise_std must be positive, got {args.forget_noise_std}")
     if args.forget_target == "neggrad" and args.lambda_mode != "fixed":
@@ -515,7 +532,7 @@ def main(args: argparse.Namespace) -> None:
         batch_size=args.generation_batch_size,
     )
     forget_set = EncodedImageSet(forget_images, **encode)
-    remain_set = EncodedImageSet(remain_images, **encode)
+    remain_set = EncodedImageSet(remain_images, **encode, empty_prompt_probability=args.proportion_empty_prompts)
     anchor_embeds = (
         models.conditioner.encode([args.anchor_prompt], accelerator.device) if args.forget_target == "anchor" else None
     )

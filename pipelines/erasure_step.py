@@ -65,7 +65,9 @@ def draw_micro_batch(
     forget_noise: ForgetNoise | None = None,
 ) -> MicroBatch:
     """Looks up the cached inputs of the samples at ``positions`` and noises them with their own draws."""
-    draws = stream.draw(positions, data.latent_shape, scheduler.config.num_train_timesteps, forget_noise)
+    draws = stream.draw(
+        positions, data.latent_shape, scheduler.config.num_train_timesteps, forget_noise, data.empty_prompt_probability
+    )
     latents, embeds, batch_time_ids = data.batch(draws, device)
     noise = draws.noise.to(device)
     timesteps = draws.timesteps.to(device)

@@ -55,13 +55,16 @@ class EncodedImageSet:
         random_flip: bool,
         device: torch.device,
         batch_size: int = 8,
+        empty_prompt_probability: float = 0.0,
     ):
         self.vae, self.resolution, self.random_flip, self.center_crop = vae, resolution, random_flip, center_crop
+        self.empty_prompt_probability = empty_prompt_probability
         self.with_time_ids = conditioner.family == SDXL
         self.captions = list(data.captions)
-        unique_captions = list(dict.fromkeys(self.captions))
+        unique_captions = list(dict.fromkeys(self.captions + ([""] if empty_prompt_probability > 0 else [])))
         caption_ids = {caption: i for i, caption in enumerate(unique_captions)}
         self.caption_index = torch.tensor([caption_ids[c] for c in self.captions])
+        self.empty_caption_id = caption_ids.get("")
         self.prompt_embeds = conditioner.encode(unique_captions, device)
 
         originals = [load_image(ref) for ref in data.images]
@@ -124,7 +127,10 @@ class EncodedImageSet:
                 stds.append(self.latent_std[item])
         mean, std = torch.stack(means), torch.stack(stds)
         latents = self._scale(mean + std * draws.latent_noise.to(device))
-        embeds = self.prompt_embeds.select(self.caption_index[draws.item_indices])
+        caption_ids = self.caption_index[draws.item_indices]
+        if draws.empty_prompt is not None:
+            caption_ids = torch.where(draws.empty_prompt, self.empty_caption_id, caption_ids)
+        embeds = self.prompt_embeds.select(caption_ids)
         batch_time_ids = None
         if self.with_time_ids:
             rows = [

@@ -120,6 +120,9 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
             "batch (remain + forget) × accumulation",
             f"({args.train_batch_size} + {args.forget_batch_size}) × {args.gradient_accumulation_steps}",
         ),
+        ("remain samples with the empty prompt", f"{args.proportion_empty_prompts:.0%}")
+        if args.proportion_empty_prompts > 0
+        else None,
         ("learning rate", f"{args.learning_rate:g} ({args.lr_scheduler})"),
         ("train_method", args.train_method),
         (

@@ -21,6 +21,7 @@ FORGET_STREAM = 1
 REMAIN_STREAM = 2
 _EPOCH_ORDER = 0
 _SAMPLE = 1
+_EMPTY_PROMPT = 2  # its own generator, so that turning prompt dropping on changes no other draw
 
 
 def derive_seed(*keys: int) -> int:
@@ -44,6 +45,7 @@ class SampleDraws:
     timesteps: torch.Tensor  # [B], long
     noise: torch.Tensor  # [B, C, H, W], ε ~ N(0, I)
     forget_noise: torch.Tensor | None  # [B, C, H, W], ε_f, forget stream only
+    empty_prompt: torch.Tensor | None = None  # [B] bool: train this sample with the empty prompt
 
 
 class SampleStream:
@@ -69,8 +71,10 @@ class SampleStream:
         latent_shape: Sequence[int],
         num_train_timesteps: int,
         forget_noise: ForgetNoise | None = None,
+        empty_prompt_probability: float = 0.0,
     ) -> SampleDraws:
-        """Draws, on the CPU and in a fixed order, every random number the given samples need."""
+        """Draws, on the CPU and in a fixed order, every random number the given samples need; with
+        ``empty_prompt_probability`` > 0, also whether each sample's caption is replaced by the empty prompt."""
         augmentation, latent_noise, timesteps, noise, shifted = [], [], [], [], []
         for position in positions:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, self.stream_id, _SAMPLE, position))
@@ -87,4 +91,16 @@ class SampleStream:
             timesteps=torch.stack(timesteps).long(),
             noise=torch.stack(noise),
             forget_noise=torch.stack(shifted) if forget_noise is not None else None,
+            empty_prompt=self._empty_prompt(positions, empty_prompt_probability),
         )
+
+    def _empty_prompt(self, positions: Sequence[int], probability: float) -> torch.Tensor | None:
+        if probability <= 0:
+            return None
+        uniforms = [
+            torch.rand(
+                (), generator=torch.Generator().manual_seed(derive_seed(self.seed, self.stream_id, _EMPTY_PROMPT, p))
+            )
+            for p in positions
+        ]
+        return torch.stack(uniforms) < probability

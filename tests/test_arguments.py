@@ -35,6 +35,8 @@ def usage_error(capsys, argv) -> str:
             "--forget_data_dir /nonexistent/folder is not a folder",
         ),
         (["--concept", " "], "--concept is empty"),
+        (["--concept", "x", "--proportion_empty_prompts", "1"], "--proportion_empty_prompts must be in [0, 1)"),
+        (["--concept", "x", "--lr_warmup_steps", "50"], "use --lr_scheduler constant_with_warmup"),
     ],
 )
 def test_argument_mistakes_are_one_line_usage_errors(capsys, tmp_path, argv, message):

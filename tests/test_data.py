@@ -107,6 +107,21 @@ def test_latents_of_deterministic_images_are_cached_and_match_fresh_encoding(par
     torch.testing.assert_close(latents[0], fresh[0], atol=1e-5, rtol=1e-4)
 
 
+def test_dropped_captions_condition_on_the_empty_prompt(parts, tmp_path):
+    vae, conditioner = parts
+    images = read_image_folder(write_image_folder(tmp_path / "imgs", ["a cat", "a dog"]), "--remain_data_dir")
+    encoded = EncodedImageSet(
+        images, vae, conditioner, 16, False, False, torch.device("cpu"), empty_prompt_probability=0.5
+    )
+    draws = SampleStream(0, 2, 2).draw(list(range(40)), encoded.latent_shape, 1000, None, 0.5)
+    _, embeds, _ = encoded.batch(draws, torch.device("cpu"))
+    empty, cat, dog = conditioner.encode(["", "a cat", "a dog"], torch.device("cpu")).hidden
+    assert 0 < int(draws.empty_prompt.sum()) < 40
+    for k, item in enumerate(draws.item_indices):
+        expected = empty if draws.empty_prompt[k] else (cat if images.captions[item] == "a cat" else dog)
+        torch.testing.assert_close(embeds.hidden[k], expected)
+
+
 def test_random_augmentation_encodes_per_step(parts, tmp_path):
     vae, conditioner = parts
     images = read_image_folder(

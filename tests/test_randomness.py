@@ -36,3 +36,14 @@ def test_streams_and_seeds_draw_different_numbers():
     remain = SampleStream(0, 2, 3).draw([0], (4,), 1000)
     assert not torch.equal(forget.noise, remain.noise)
     assert forget.forget_noise is None
+
+
+def test_empty_prompt_choices_are_per_sample_at_the_given_rate_and_change_no_other_draw():
+    plain = SampleStream(seed=4, stream_id=2, num_items=9).draw(list(range(400)), (2,), 1000)
+    dropping = SampleStream(seed=4, stream_id=2, num_items=9).draw(list(range(400)), (2,), 1000, None, 0.25)
+    part = SampleStream(seed=4, stream_id=2, num_items=9).draw([398, 399], (2,), 1000, None, 0.25)
+    assert plain.empty_prompt is None
+    assert 0.18 < dropping.empty_prompt.float().mean() < 0.32
+    assert torch.equal(dropping.empty_prompt[398:], part.empty_prompt)
+    for name in ("augmentation", "latent_noise", "timesteps", "noise"):
+        assert torch.equal(getattr(plain, name), getattr(dropping, name))

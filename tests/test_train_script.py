@@ -116,11 +116,14 @@ def test_lora_on_cross_attention_of_a_v_prediction_model_loads_into_the_base_pip
         "--max_train_steps",
         "3",
         "--random_flip",
+        "--proportion_empty_prompts",
+        "0.5",
     )
 
     weights = load_file(str(output / "pytorch_lora_weights.safetensors"))
     assert weights and all("attn2" in key for key in weights)
     assert not (output / "data").exists()  # nothing was generated: both sets came from folders
+    assert "| remain samples with the empty prompt | 50% |" in (output / "README.md").read_text()
     pipeline = StableDiffusionPipeline.from_pretrained(tiny_v_model)
     reference = one_step_image(pipeline)
     pipeline.load_lora_weights(str(output))
@@ -349,6 +352,8 @@ def test_two_processes_end_where_one_process_with_the_same_global_batch_ends(tin
         "1e-2",
         "--lambda_mode",
         "bome",
+        "--proportion_empty_prompts",
+        "0.5",  # each sample's choice is its own, so the processes must agree on it too
     ]
     run(tiny_model, tmp_path / "one", *extra, "--train_batch_size", "4")
     command = [
