@@ -11,9 +11,8 @@ from benchmarks.digits.train_base import DEFAULT_MODEL_DIR
 
 ERASED_DIGIT = 3
 IMAGES_PER_CLASS = 20
-REDUCED_RUN = {  # fewer generated images than erase.ERASE_FLAGS; the same 100 steps (at 50, L_r has not yet recovered)
+REDUCED_RUN = {  # fewer generated forget images than erase.ERASE_FLAGS, and its steps and real remain images
     "--num_forget_images": "16",
-    "--num_remain_images": "36",
     "--num_validation_images": "1",
 }
 
@@ -23,7 +22,7 @@ def digits_erasure(tmp_path_factory):
     """Judge scores of the committed digits model before and after erasing ERASED_DIGIT."""
     import torch
 
-    from benchmarks.digits.erase import erased_pipeline, erasure_arguments, run_erasure
+    from benchmarks.digits.erase import erased_pipeline, erasure_arguments, remain_data_folder, run_erasure
     from benchmarks.digits.judge import Judge
     from benchmarks.digits.measure import load_pipeline, measure
 
@@ -33,7 +32,8 @@ def digits_erasure(tmp_path_factory):
     judge = Judge.load()
     before = measure(load_pipeline(DEFAULT_MODEL_DIR), judge, IMAGES_PER_CLASS)
     output_dir = str(tmp_path_factory.mktemp("erase-digit"))
-    run_erasure(erasure_arguments(DEFAULT_MODEL_DIR, ERASED_DIGIT, output_dir, seed=0, overrides=REDUCED_RUN))
+    remain_dir = remain_data_folder(ERASED_DIGIT, str(tmp_path_factory.mktemp("remain-data")))
+    run_erasure(erasure_arguments(DEFAULT_MODEL_DIR, ERASED_DIGIT, output_dir, 0, REDUCED_RUN, remain_dir))
     after = measure(erased_pipeline(DEFAULT_MODEL_DIR, output_dir), judge, IMAGES_PER_CLASS)
     return before, after
 

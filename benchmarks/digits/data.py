@@ -53,6 +53,26 @@ def real_as_images(images: np.ndarray) -> np.ndarray:
     return np.round(pixels * 255).astype(np.uint8)
 
 
+def write_real_image_folder(folder: str, digits) -> int:
+    """Writes the training split's real images of ``digits`` (16×16 PNGs, as the model draws them) to
+    ``folder`` in the imagefolder layout, each captioned with its digit's prompt; returns how many."""
+    import json
+
+    from PIL import Image
+
+    train_x, train_y, _, _ = load_split()
+    keep = np.isin(train_y, list(digits))
+    os.makedirs(folder, exist_ok=True)
+    records = []
+    for index, (image, label) in enumerate(zip(real_as_images(train_x[keep]), train_y[keep])):
+        records.append({"file_name": f"{index:05d}.png", "text": prompt_for(int(label))})
+        Image.fromarray(image).save(os.path.join(folder, records[-1]["file_name"]))
+    # Written last, so a folder with metadata is complete.
+    with open(os.path.join(folder, "metadata.jsonl"), "w", encoding="utf-8") as metadata:
+        metadata.writelines(json.dumps(record) + "\n" for record in records)
+    return len(records)
+
+
 def judge_input(images) -> np.ndarray:
     """16×16 RGB images (PIL images or a [N, 16, 16, 3] uint8 array) → [N, 64] in [0, 1]: grey, then the
     mean of each 2×2 block, the judge's 8×8 view."""

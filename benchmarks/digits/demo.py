@@ -4,7 +4,8 @@
     python benchmarks/digits/demo.py --digit 3
 
 Loads the committed digits model (benchmarks/digits/model; trains it with train_base.py first if it is
-missing), measures it with the judge, erases the digit with train_erasediff.py (ERASE_FLAGS in erase.py),
+missing), measures it with the judge, erases the digit with train_erasediff.py (ERASE_FLAGS in erase.py; D_r:
+the real training images of the other digits, written to <output_dir>/real-remain-<digit>),
 measures the erased model from the same seeds, prints the before/after accuracies of the forgotten and the
 remaining digits, and writes a before/after grid (<output_dir>/before_after.png: one row per digit, the
 base model's images on the left, the erased model's from the same seeds on the right).
@@ -30,7 +31,9 @@ GRID_FILE = "before_after.png"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Erase one digit from the digits model and measure it.")
     parser.add_argument("--digit", type=int, default=3, choices=range(10), help="The digit to erase.")
-    parser.add_argument("--output_dir", default="digits-demo", help="Erased model, generated data and the grid.")
+    parser.add_argument(
+        "--output_dir", default="digits-demo", help="Remain images, the erased model (erased/) and the grid."
+    )
     parser.add_argument("--model_dir", default=DEFAULT_MODEL_DIR, help="The digits base model.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the erasure run.")
     parser.add_argument("--images_per_class", type=int, default=50, help="Images per digit for the measurements.")
@@ -62,7 +65,7 @@ def main(args: argparse.Namespace) -> dict:
 
         print(f"{args.model_dir} has no model: training it (about 10 minutes)", flush=True)
         train_base.main(train_base.build_parser().parse_args(["--output_dir", args.model_dir]))
-    from benchmarks.digits.erase import erased_pipeline, erasure_arguments, run_erasure
+    from benchmarks.digits.erase import erased_pipeline, erasure_arguments, remain_data_folder, run_erasure
     from benchmarks.digits.judge import Judge
     from benchmarks.digits.measure import generate, load_pipeline, score_images
 
@@ -72,8 +75,10 @@ def main(args: argparse.Namespace) -> dict:
 
     if os.path.isdir(args.output_dir):  # a demo starts over
         shutil.rmtree(args.output_dir)
-    erase_seconds = run_erasure(erasure_arguments(args.model_dir, args.digit, args.output_dir, args.seed))
-    images_after = generate(erased_pipeline(args.model_dir, args.output_dir), range(10), args.images_per_class)
+    remain_dir = remain_data_folder(args.digit, args.output_dir)
+    erased_dir = os.path.join(args.output_dir, "erased")
+    erase_seconds = run_erasure(erasure_arguments(args.model_dir, args.digit, erased_dir, args.seed, None, remain_dir))
+    images_after = generate(erased_pipeline(args.model_dir, erased_dir), range(10), args.images_per_class)
     after = score_images(judge, images_after, forgotten=[args.digit])
 
     d = args.digit
