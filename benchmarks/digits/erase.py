@@ -29,7 +29,7 @@ ERASE_FLAGS = {
     "--proportion_empty_prompts": "0.1",  # as the base model was trained: guidance's unconditional term is kept
     "--max_train_steps": "200",
     "--learning_rate": "1e-4",
-    "--eta": "0.05",  # a gentler forget pressure than the script's η = 1 keeps the other digits' quality
+    "--eta": "0.02",  # a gentler forget pressure than the script's η = 1 keeps the other digits' quality
     "--num_validation_images": "4",
     "--mixed_precision": "no",
     "--report_to": "none",
