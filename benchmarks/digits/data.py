@@ -60,12 +60,14 @@ def write_real_image_folder(folder: str, digits) -> int:
 
     from PIL import Image
 
+    from pipelines.generation import image_file_name
+
     train_x, train_y, _, _ = load_split()
     keep = np.isin(train_y, list(digits))
     os.makedirs(folder, exist_ok=True)
     records = []
     for index, (image, label) in enumerate(zip(real_as_images(train_x[keep]), train_y[keep])):
-        records.append({"file_name": f"{index:05d}.png", "text": prompt_for(int(label))})
+        records.append({"file_name": image_file_name(index), "text": prompt_for(int(label))})
         Image.fromarray(image).save(os.path.join(folder, records[-1]["file_name"]))
     # Written last, so a folder with metadata is complete.
     with open(os.path.join(folder, "metadata.jsonl"), "w", encoding="utf-8") as metadata:

@@ -191,7 +191,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def shard_spec(value: str) -> tuple[int, int]:
-    """ "K/N" → (K, N): this process runs every N-th missing run, starting at the K-th (0-based)."""
+    """Parses --shard K/N into (K, N): this process runs every N-th missing run from the K-th (0-based)."""
     try:
         shard, shards = (int(part) for part in value.split("/"))
     except ValueError:
