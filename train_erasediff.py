@@ -10,23 +10,33 @@ Reads top to bottom in the order things happen; each stage is a call into ``pipe
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
 
 # Only light imports up here: arguments are checked before torch and diffusers load (about 5 s).
-from pipelines.checkpoints import resolve_resume_path
 from pipelines.errors import InputError, TrainingError
 from pipelines.evaluation_settings import DEFAULT_CLASSIFIER_MODEL, DEFAULT_CLIP_MODEL, METRICS
 from pipelines.options import (
+    DEFAULT_ETA,
+    DEFAULT_FORGET_BATCH_SIZE,
     DEFAULT_FORGET_NOISE_MEAN,
     DEFAULT_FORGET_NOISE_STD,
+    DEFAULT_LAMBDA_MODE,
+    DEFAULT_LAMBDA_VALUE,
     DEFAULT_LORA_TARGET_MODULES,
+    DEFAULT_NUM_FORGET_IMAGES,
+    DEFAULT_NUM_REMAIN_IMAGES,
+    DEFAULT_PROPORTION_EMPTY_PROMPTS,
+    DEFAULT_REMAIN_BATCH_SIZE,
+    DEFAULT_REMAIN_TARGET,
     FORGET_NOISES,
     FORGET_TARGETS,
     LAMBDA_MODES,
     LR_SCHEDULERS,
     PREDICTION_TYPES,
+    REMAIN_TARGETS,
     SAVE_AS_CHOICES,
     TRAIN_METHODS,
 )
@@ -34,6 +44,7 @@ from pipelines.outputs import check_output_dir
 from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, expand_prompt_arguments
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     concept.add_argument(
         "--num_forget_images",
         type=int,
-        default=64,
+        default=DEFAULT_NUM_FORGET_IMAGES,
         help="Forget images to generate (cycling over the forget prompts).",
     )
     concept.add_argument(
         "--num_remain_images",
         type=int,
-        default=64,
+        default=DEFAULT_NUM_REMAIN_IMAGES,
         help="Remain images to generate (cycling over the remain prompts).",
     )
     concept.add_argument(
@@ -105,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=7.5,
         help="Classifier-free guidance for generated data and validation images.",
+    )
+    concept.add_argument(
+        "--remain_generation_guidance_scale",
+        type=float,
+        default=None,
+        help="Classifier-free guidance for generated remain images (default: --generation_guidance_scale).",
     )
     concept.add_argument(
         "--generation_batch_size", type=int, default=4, help="Images generated (and VAE-encoded) per batch."
@@ -138,12 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     concept.add_argument(
         "--proportion_empty_prompts",
         type=float,
-        default=0.0,
+        default=DEFAULT_PROPORTION_EMPTY_PROMPTS,
         help="Fraction of remain samples trained with the empty prompt, so that the unconditional prediction, "
-        "which classifier-free guidance subtracts, is kept as well (try 0.1).",
+        "which classifier-free guidance subtracts, is kept as well.",
     )
 
     objective = parser.add_argument_group("objective (docs/method.md)")
+    objective.add_argument(
+        "--remain_target",
+        choices=REMAIN_TARGETS,
+        default=DEFAULT_REMAIN_TARGET,
+        help="What L_r regresses onto: data (the remain images' noise, the paper's L_r), teacher (the frozen base "
+        "model's own prediction on the noised remain latents, which keeps the base model as the minimiser) or "
+        "both (the mean of the two losses).",
+    )
     objective.add_argument(
         "--forget_target",
         choices=FORGET_TARGETS,
@@ -166,11 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     objective.add_argument(
         "--lambda_mode",
         choices=LAMBDA_MODES,
-        default="bome",
+        default=DEFAULT_LAMBDA_MODE,
         help="fixed λ, bome (the paper) or cosine (the official code).",
     )
-    objective.add_argument("--lambda_value", type=float, default=1.0, help="λ for --lambda_mode fixed.")
-    objective.add_argument("--eta", type=float, default=1.0, help="η of the bome and cosine rules.")
+    objective.add_argument(
+        "--lambda_value", type=float, default=DEFAULT_LAMBDA_VALUE, help="λ for --lambda_mode fixed."
+    )
+    objective.add_argument("--eta", type=float, default=DEFAULT_ETA, help="η of the bome and cosine rules.")
     objective.add_argument(
         "--inner_steps",
         type=int,
@@ -187,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     objective.add_argument(
         "--forget_batch_size",
         type=int,
-        default=None,
-        help="Forget samples per micro-batch and process (default: --train_batch_size).",
+        default=DEFAULT_FORGET_BATCH_SIZE,
+        help="Forget samples per micro-batch and process.",
     )
 
     trained = parser.add_argument_group("what is trained")
@@ -218,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("--seed", type=int, default=None, help="Seed for data order, noise and generated images.")
     training.add_argument(
-        "--train_batch_size", type=int, default=4, help="Remain samples per micro-batch and process."
+        "--train_batch_size",
+        type=int,
+        default=DEFAULT_REMAIN_BATCH_SIZE,
+        help="Remain samples per micro-batch and process (more remain than forget samples keeps the rest intact).",
     )
     training.add_argument("--max_train_steps", type=int, default=400, help="Optimizer steps.")
     training.add_argument(
@@ -329,6 +359,7 @@ def _check_arguments(args) -> None:
     """Cheap checks that need no model; raises InputError with a one-line message."""
     positive = (
         "train_batch_size",
+        "forget_batch_size",
         "max_train_steps",
         "gradient_accumulation_steps",
         "resolution",
@@ -341,10 +372,13 @@ def _check_arguments(args) -> None:
         "inner_refresh_steps",
         "rank",
     )
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"--{name} must be a finite number, got {value}")
     for name in positive:
         if getattr(args, name) <= 0:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    for name in ("forget_batch_size", "validation_steps", "checkpoints_total_limit"):
+    for name in ("validation_steps", "checkpoints_total_limit"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     for name in ("lambda_value", "eta", "inner_steps", "inner_learning_rate", "lr_warmup_steps"):
@@ -390,7 +424,7 @@ def _check_arguments(args) -> None:
         )
     if args.save_as in ("lora", "both") and not args.use_lora:
         raise InputError(f"--save_as {args.save_as} needs --use_lora; a full fine-tuning run is saved as a pipeline")
-    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    check_output_dir(args.output_dir, args.overwrite_output_dir, resuming=bool(args.resume_from_checkpoint))
 
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
@@ -409,63 +443,36 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         args.lora_alpha = float(args.rank)
     if args.learning_rate is None:
         args.learning_rate = 1e-4 if args.use_lora else 1e-5
-    if args.forget_batch_size is None:
-        args.forget_batch_size = args.train_batch_size
     if args.anchor_prompt is None:
         args.anchor_prompt = DEFAULT_ANCHORS[args.concept_type]
     if args.save_as is None:
         args.save_as = "lora" if args.use_lora else "pipeline"
+    if args.remain_generation_guidance_scale is None:
+        args.remain_generation_guidance_scale = args.generation_guidance_scale
     return args
 
 
-def main(args: argparse.Namespace) -> None:
-    """Runs one erasure: data, models, training loop, saving. See README.md and docs/usage.md."""
-    import random
+def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
+    """Runs one erasure: data, models, training loop, saving. See README.md and docs/usage.md.
 
-    import torch
+    ``argv`` (default: this process's command line) is what the resume command printed on a signal repeats.
+    """
+    import time
+
     from accelerate import Accelerator
-    from accelerate.logging import get_logger
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import cast_training_params
-    from tqdm.auto import tqdm
+    from accelerate.utils import ProjectConfiguration
 
-    from pipelines.checkpoints import (
-        checkpoint_step,
-        diverged_message,
-        register_trainable_state_hooks,
-        save_checkpoint,
-    )
-    from pipelines.data_sets import build_data_sets, first_captions
-    from pipelines.erasure_step import ErasureSettings, ErasureStep
-    from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
-    from pipelines.export import save_erased_model
-    from pipelines.latent_cache import EncodedImageSet
-    from pipelines.model_card import summary_of, write_model_card
-    from pipelines.models import (
-        check_resolution,
-        check_runtime_support,
-        load_base_unet,
-        load_models,
-        make_pipeline,
-        mixed_precision_dtype,
-    )
-    from pipelines.objective import ForgetNoise, constraint_gap, known_forget_minimum
-    from pipelines.outputs import public_arguments, read_recorded_arguments, save_arguments
-    from pipelines.publishing import check_hub_credentials, create_hub_repo, upload_ignore_patterns, upload_output
-    from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
-    from pipelines.trainable import add_lora_adapters, select_trainable_parameters
-    from pipelines.validation import generate_validation_images, log_validation_images, save_validation_grid
+    from pipelines.console import configure_logging
+    from pipelines.models import check_model_reachable, check_resolution, check_runtime_support
+    from pipelines.publishing import check_hub_credentials
+    from pipelines.run_folder import OutputLock
 
-    logger = get_logger(__name__)
+    started = time.time()
     check_runtime_support(args)
+    check_model_reachable(args)
     check_resolution(args)
     if args.push_to_hub:
         check_hub_credentials(args.hub_token)
-    if args.seed is None:  # a resumed run keeps the seed its first run drew
-        recorded = read_recorded_arguments(args.output_dir) if args.resume_from_checkpoint else None
-        args.seed = recorded["seed"] if recorded else random.randrange(2**31)
-
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -474,6 +481,67 @@ def main(args: argparse.Namespace) -> None:
             project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
         ),
     )
+    configure_logging(accelerator.is_local_main_process)
+    # The lock is held for the whole run; nothing is written into the folder before it is taken.
+    lock = OutputLock(args.output_dir)
+    if accelerator.is_main_process:
+        took_over = lock.acquire()
+        if took_over:
+            logger.info("%s: %s", args.output_dir, took_over)
+    try:
+        erase(args, accelerator, sys.argv[1:] if argv is None else argv, started)
+    finally:
+        lock.release()
+
+
+def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float) -> None:
+    """Everything after the output folder is locked, in the order it happens."""
+    import random
+    import time
+
+    import torch
+    from accelerate.utils import broadcast_object_list, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from tqdm.auto import tqdm
+
+    from pipelines.checkpoints import (
+        checkpoint_step,
+        diverged_message,
+        register_trainable_state_hooks,
+        remove_leftovers,
+    )
+    from pipelines.console import SetSummary, end_summary, start_summary
+    from pipelines.data_sets import build_data_sets, check_samples_per_step, first_captions
+    from pipelines.erasure_step import ErasureSettings, ErasureStep
+    from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
+    from pipelines.export import save_erased_model
+    from pipelines.interruption import StopRequest, resume_command
+    from pipelines.latent_cache import EncodedImageSet
+    from pipelines.model_card import load_snippet, summary_of, write_model_card
+    from pipelines.models import load_base_unet, load_models, make_pipeline, mixed_precision_dtype
+    from pipelines.objective import ForgetNoise, constraint_gap, known_forget_minimum
+    from pipelines.outputs import public_arguments, recorded_form, save_arguments
+    from pipelines.publishing import create_hub_repo, upload_ignore_patterns, upload_output
+    from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
+    from pipelines.resuming import load_checkpoint, plan_resume, raise_if_disk_full, save_checkpoint
+    from pipelines.teacher import FrozenTeacher
+    from pipelines.trainable import add_lora_adapters, select_trainable_parameters
+    from pipelines.validation import generate_validation_images, log_validation_images, save_validation_grid
+
+    # What the run is: the precision and process count actually used are recorded with the arguments, and a
+    # resumed run must match its checkpoint's record before anything is written.
+    args.mixed_precision = accelerator.mixed_precision
+    args.num_processes = accelerator.num_processes
+    plan = plan_resume(args.resume_from_checkpoint, args.output_dir)
+    for note in plan.notes:
+        logger.info(note)
+    if args.seed is None:  # a resumed run keeps the seed its first run drew; a new one draws it once for all ranks
+        drawn = [plan.recorded["seed"] if plan.recorded else random.randrange(2**31)]
+        args.seed = broadcast_object_list(drawn)[0]
+    args.run_id = plan.run_id
+    plan.check_arguments(recorded_form(args))
+
     set_seed(args.seed)
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -487,6 +555,7 @@ def main(args: argparse.Namespace) -> None:
 
     # User data first: a bad folder or dataset fails before any model loads.
     data_plan = build_data_sets(args)
+    check_samples_per_step(data_plan, args, accelerator.num_processes)
     evaluation_settings = settings_for_training(args, data_plan) if args.evaluate else None
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
@@ -501,6 +570,7 @@ def main(args: argparse.Namespace) -> None:
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     if accelerator.is_main_process:  # every check has passed: from here on the folder is this run's
+        remove_leftovers(args.output_dir)
         save_arguments(args, args.output_dir)
 
     base_pipeline = make_pipeline(models, unet)
@@ -511,17 +581,17 @@ def main(args: argparse.Namespace) -> None:
         *first_captions(forget_images, 2),
         *first_captions(remain_images, 2),
     ]
+    validation = dict(
+        prompts=validation_prompts,
+        num_images=args.num_validation_images,
+        seed=args.seed,
+        num_inference_steps=args.generation_steps,
+        guidance_scale=args.generation_guidance_scale,
+        resolution=args.resolution,
+    )
     if accelerator.is_main_process:
         with accelerator.autocast():
-            images_before = generate_validation_images(
-                base_pipeline,
-                validation_prompts,
-                args.num_validation_images,
-                args.seed,
-                args.generation_steps,
-                args.generation_guidance_scale,
-                args.resolution,
-            )
+            images_before = generate_validation_images(base_pipeline, **validation, description="validation (before)")
     encode = dict(
         vae=models.vae,
         conditioner=models.conditioner,
@@ -558,6 +628,8 @@ def main(args: argparse.Namespace) -> None:
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
+    # θ₀ for the teacher remain target, taken before prepare and before a checkpoint is loaded.
+    teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if args.remain_target != "data" else None
     register_trainable_state_hooks(accelerator, unet)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
 
@@ -575,6 +647,7 @@ def main(args: argparse.Namespace) -> None:
         lambda_value=args.lambda_value,
         eta=args.eta,
         prediction_type=models.noise_scheduler.config.prediction_type,
+        remain_target=args.remain_target,
     )
     step = ErasureStep(
         accelerator,
@@ -590,92 +663,113 @@ def main(args: argparse.Namespace) -> None:
         trainable,
         models.model_dtype,
         anchor_embeds,
+        teacher,
     )
     forget_minimum = known_forget_minimum(args.forget_target, settings.forget_noise) if args.inner_steps == 0 else None
 
     global_step = 0
-    resume_path = (
-        resolve_resume_path(args.resume_from_checkpoint, args.output_dir) if args.resume_from_checkpoint else None
-    )
-    if args.resume_from_checkpoint and resume_path is None:
-        logger.info("No checkpoint in %s; starting from scratch.", args.output_dir)
-    if resume_path:
-        accelerator.load_state(resume_path)
-        global_step = checkpoint_step(resume_path)
-        logger.info("Resumed from %s at step %d.", resume_path, global_step)
+    if plan.checkpoint:
+        load_checkpoint(accelerator, plan.checkpoint, args.output_dir)
+        global_step = checkpoint_step(plan.checkpoint)
+        logger.info("Resumed from %s at step %d.", plan.checkpoint, global_step)
+
+    def checkpoint(at_step: int) -> str:
+        return save_checkpoint(
+            accelerator, args.output_dir, at_step, args.run_id, recorded_form(args), args.checkpoints_total_limit
+        )
 
     logger.info(
-        "Erasing with %d forget and %d remain images, %d steps.",
-        len(forget_set),
-        len(remain_set),
-        args.max_train_steps,
+        start_summary(
+            [
+                SetSummary("forget set", len(forget_set), args.forget_batch_size),
+                SetSummary("remain set", len(remain_set), args.train_batch_size),
+            ],
+            accelerator.num_processes,
+            args.gradient_accumulation_steps,
+            args.max_train_steps,
+            global_step,
+            ("LoRA adapters" if args.use_lora else "UNet weights") + f" (--train_method {args.train_method})",
+            sum(p.numel() for p in trainable),
+            f"{accelerator.mixed_precision} (trainable parameters in fp32, frozen ones in {models.weight_dtype})",
+            args.output_dir,
+        )
     )
     progress = tqdm(
         range(args.max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
     )
     micro_batch_index = global_step * args.gradient_accumulation_steps
     remain_total = forget_total = 0.0
+    last_checkpoint = global_step
     unet.train()
-    while global_step < args.max_train_steps:
-        with accelerator.accumulate(unet):
-            remain_value, forget_value, forget_batch = step.run(micro_batch_index)
-            remain_total = remain_total + remain_value / args.gradient_accumulation_steps
-            forget_total = forget_total + forget_value / args.gradient_accumulation_steps
-            if accelerator.sync_gradients:
-                # Reduced over processes, so every rank takes the same branch below.
-                remain_mean = accelerator.reduce(remain_total.detach(), reduction="mean").item()
-                forget_mean = accelerator.reduce(forget_total.detach(), reduction="mean").item()
-                if not (math.isfinite(remain_mean) and math.isfinite(forget_mean)):
-                    raise TrainingError(diverged_message(args.output_dir, global_step + 1, remain_mean, forget_mean))
-                if args.inner_steps > 0 and global_step % args.inner_refresh_steps == 0:
-                    forget_minimum = step.estimate_forget_minimum(
-                        forget_batch, args.inner_steps, args.inner_learning_rate
-                    )
-                lam = step.weigh_gradients()
-                if args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        micro_batch_index += 1
-        if not accelerator.sync_gradients:
-            continue
+    with StopRequest() as stop, progress:
+        while global_step < args.max_train_steps:
+            with accelerator.accumulate(unet):
+                remain_value, forget_value, forget_batch = step.run(micro_batch_index)
+                remain_total = remain_total + remain_value / args.gradient_accumulation_steps
+                forget_total = forget_total + forget_value / args.gradient_accumulation_steps
+                if accelerator.sync_gradients:
+                    # One reduction over processes, so every rank takes the same branches below (stopping too).
+                    status = torch.stack([remain_total.detach(), forget_total.detach()]).float()
+                    status = torch.cat([status, torch.tensor([float(stop.requested)], device=status.device)])
+                    remain_mean, forget_mean, stop_votes = accelerator.reduce(status, reduction="mean").tolist()
+                    if not (math.isfinite(remain_mean) and math.isfinite(forget_mean)):
+                        raise TrainingError(
+                            diverged_message(args.output_dir, global_step + 1, remain_mean, forget_mean, args.run_id)
+                        )
+                    if args.inner_steps > 0 and global_step % args.inner_refresh_steps == 0:
+                        forget_minimum = step.estimate_forget_minimum(
+                            forget_batch, args.inner_steps, args.inner_learning_rate
+                        )
+                    lam = step.weigh_gradients()
+                    if args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            micro_batch_index += 1
+            if not accelerator.sync_gradients:
+                continue
 
-        global_step += 1
-        logs = {
-            "remain_loss": remain_mean,
-            "forget_loss": forget_mean,
-            "lambda": float(lam),
-            "lr": lr_scheduler.get_last_lr()[0],
-        }
-        if forget_minimum is not None:
-            logs["constraint_gap"] = constraint_gap(forget_mean, forget_minimum)
-        accelerator.log(logs, step=global_step)
-        progress.update(1)
-        progress.set_postfix(
-            L_r=f"{remain_mean:.4f}",
-            f=f"{forget_mean:.4f}",
-            q=f"{logs.get('constraint_gap', float('nan')):.4f}",
-            lam=f"{float(lam):.3f}",
-        )
-        remain_total = forget_total = 0.0
+            global_step += 1
+            logs = {
+                "remain_loss": remain_mean,
+                "forget_loss": forget_mean,
+                "lambda": float(lam),
+                "lr": lr_scheduler.get_last_lr()[0],
+            }
+            if forget_minimum is not None:
+                logs["constraint_gap"] = constraint_gap(forget_mean, forget_minimum)
+            accelerator.log(logs, step=global_step)
+            progress.update(1)
+            progress.set_postfix(
+                L_r=f"{remain_mean:.4f}",
+                f=f"{forget_mean:.4f}",
+                q=f"{logs.get('constraint_gap', float('nan')):.4f}",
+                lam=f"{float(lam):.3f}",
+            )
+            remain_total = forget_total = 0.0
 
-        if global_step % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
-        if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
-            unet.eval()
-            with accelerator.autocast():
-                images = generate_validation_images(
-                    make_pipeline(models, accelerator.unwrap_model(unet)),
-                    validation_prompts,
-                    args.num_validation_images,
-                    args.seed,
-                    args.generation_steps,
-                    args.generation_guidance_scale,
-                    args.resolution,
+            if global_step % args.checkpointing_steps == 0:
+                checkpoint(global_step)
+                last_checkpoint = global_step
+            if stop_votes > 0:
+                saved = checkpoint(global_step) if last_checkpoint != global_step else None
+                raise TrainingError(
+                    f"stopped by {stop.signal_name} after step {global_step}"
+                    + (f"; saved {saved}" if saved else "")
+                    + f"; resume with: {resume_command(argv)}",
+                    exit_code=stop.exit_code,
                 )
-            log_validation_images(accelerator, images, validation_prompts, "validation", global_step)
-            unet.train()
+            if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
+                unet.eval()
+                with accelerator.autocast():
+                    images = generate_validation_images(
+                        make_pipeline(models, accelerator.unwrap_model(unet)),
+                        **validation,
+                        description=f"validation (step {global_step})",
+                    )
+                log_validation_images(accelerator, images, validation_prompts, "validation", global_step)
+                unet.train()
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -683,13 +777,7 @@ def main(args: argparse.Namespace) -> None:
         trained_unet.eval()
         with accelerator.autocast():
             images_after = generate_validation_images(
-                make_pipeline(models, trained_unet),
-                validation_prompts,
-                args.num_validation_images,
-                args.seed,
-                args.generation_steps,
-                args.generation_guidance_scale,
-                args.resolution,
+                make_pipeline(models, trained_unet), **validation, description="validation (after)"
             )
         log_validation_images(accelerator, images_before, validation_prompts, "before", global_step)
         log_validation_images(accelerator, images_after, validation_prompts, "after", global_step)
@@ -697,7 +785,11 @@ def main(args: argparse.Namespace) -> None:
         log_validation_images(
             accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
         )
-        fused_folder = save_erased_model(args, trained_unet, models.family)
+        try:
+            fused_folder = save_erased_model(args, trained_unet, models.family)
+        except OSError as error:
+            raise_if_disk_full(error, args.output_dir, args.output_dir, args.run_id)
+            raise
         evaluation = None
         if evaluation_settings is not None:
             base_unet = (
@@ -723,17 +815,55 @@ def main(args: argparse.Namespace) -> None:
             fused_folder=fused_folder,
             family=models.family,
         )
-        logger.info("Saved the erased model and its model card to %s.", args.output_dir)
         if args.push_to_hub:
             ignore = upload_ignore_patterns(
                 args.logging_dir, args.push_checkpoints, args.push_generated_data, args.push_logs
             )
             upload_output(repo_id, args.output_dir, args.hub_token, ignore)
             logger.info("Pushed %s to the Hub as %s.", args.output_dir, repo_id)
+        logger.info(
+            end_summary(
+                written_files(args, fused_folder, evaluation_settings is not None, repo_id),
+                time.time() - started,
+                load_snippet(
+                    args.pretrained_model_name_or_path,
+                    repo_id or args.output_dir,
+                    args.use_lora and args.save_as != "pipeline",
+                    validation_prompts[-1],
+                    models.family,
+                ),
+            )
+        )
     accelerator.end_training()
 
 
+def written_files(args: argparse.Namespace, fused_folder: str | None, evaluated: bool, repo_id: str | None) -> list:
+    """(path, what it is) for the end summary."""
+    from pipelines.evaluate import EVALUATION_DIR
+    from pipelines.model_card import CARD_FILE
+    from pipelines.outputs import ARGS_FILE, LORA_WEIGHTS_FILE
+    from pipelines.validation import VALIDATION_GRID_FILE
+
+    root = args.output_dir
+    lora_at_root = args.use_lora and args.save_as in ("lora", "both")
+    written = [
+        (os.path.join(root, LORA_WEIGHTS_FILE) if lora_at_root else root, "the erased model"),
+        (os.path.join(root, CARD_FILE), "model card"),
+        (os.path.join(root, VALIDATION_GRID_FILE), "before/after validation grid"),
+        (os.path.join(root, ARGS_FILE), "the run's arguments"),
+    ]
+    if fused_folder:
+        written.insert(1, (os.path.join(root, fused_folder), "standalone pipeline with the LoRA fused in"))
+    if evaluated:
+        written.append((os.path.join(root, EVALUATION_DIR), "evaluation against the base model"))
+    if repo_id:
+        written.append((f"https://huggingface.co/{repo_id}", "the Hub repo"))
+    return written
+
+
 if __name__ == "__main__":
+    from pipelines.interruption import StopAtOnce
+
     arguments = parse_args()
     try:
         main(arguments)
@@ -742,4 +872,8 @@ if __name__ == "__main__":
         sys.exit(2)
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt as stopped:  # a second Ctrl-C in the loop, or the first outside it
+        how = f"a second {stopped}" if isinstance(stopped, StopAtOnce) else "Ctrl-C"
+        print(f"error: stopped at once by {how}; continue with --resume_from_checkpoint latest", file=sys.stderr)
+        sys.exit(130)

@@ -32,14 +32,24 @@ SDXL = ["--device", "cuda", "--model", "sdxl", "--resolution", "1024", "--mixed_
 # On the CPU rehearsal each GPU shape becomes the tiny UNet of the same family.
 REHEARSAL_MODELS = {"sd15": "tiny", "sdxl": "tiny_sdxl"}
 
-# (label, script, arguments, estimated seconds, what it answers). Most important first.
+# (label, script, arguments, estimated seconds, what it answers). Most important first; GROUPS names them.
 MEASUREMENTS = [
     (
         "full_bf16",
         STEP,
         SD15 + ["--mixed_precision", "bf16", "--steps", "10", "--warmup", "3"],
-        60,
-        "goal 1 (ratios) and goal 2 (samples/s, MFU) for full fine-tuning, batch 8 + 8",
+        75,
+        "goal 1 (ratios) and goal 2 (samples/s, MFU) for full fine-tuning, batch 8 + 8, every variant",
+    ),
+    (
+        "defaults_full_bf16",
+        STEP,
+        SD15
+        + ["--mixed_precision", "bf16", "--batch_size", "16", "--forget_batch_size", "4"]
+        + ["--variants", "bome,bome_teacher", "--steps", "6", "--warmup", "2"],
+        70,
+        "issue 14: the default objective (bome, teacher target) at the default batch 16 + 4, full fine-tuning: "
+        "its ratio to the plain step and to bome without the teacher's forward, and peak memory",
     ),
     (
         "memory_full_8bit_gc_b1",
@@ -142,6 +152,28 @@ MEASUREMENTS = [
     ),
 ]
 
+# Each group runs alone with --only <group>; its estimate is the sum of its lines'.
+GROUPS = {
+    "step": ("full_bf16", "memory_full_8bit_gc_b1", "memory_lora_b1", "lora_bf16", "full_bf16_b4", "full_bf16_b16"),
+    "defaults": ("defaults_full_bf16",),
+    "generation": ("generation_sd15",),
+    "switches": (
+        "full_bf16_prefetch_draws",
+        "full_bf16_fused_adam",
+        "full_bf16_sdpa_cudnn",
+        "full_bf16_channels_last",
+        "full_bf16_compile",
+    ),
+    "sdxl": ("sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"),
+}
+
+
+def group_estimates() -> dict[str, int]:
+    """Estimated seconds of each group."""
+    estimates = {label: estimate for label, _, _, estimate, _ in MEASUREMENTS}
+    return {name: sum(estimates[label] for label in labels) for name, labels in GROUPS.items()}
+
+
 ENVIRONMENT_PROBE = """
 import json, importlib
 record = {"label": "environment", "python": __import__("sys").version.split()[0]}
@@ -162,7 +194,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="Folder for the JSON lines and log.")
     parser.add_argument("--budget_s", type=float, default=540, help="Start nothing that would end after this.")
-    parser.add_argument("--only", default=None, help="Comma-separated labels to run (default: all, in order).")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="Comma-separated labels or group names (" + ", ".join(GROUPS) + ") to run (default: all, in order).",
+    )
     parser.add_argument(
         "--rehearse_on_cpu",
         action="store_true",
@@ -242,7 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     results = os.path.join(args.out, "gpu_results.jsonl")
     started = time.monotonic()
-    only = set(args.only.split(",")) if args.only else None
+    only = None
+    if args.only:
+        only = {label for name in args.only.split(",") for label in GROUPS.get(name, (name,))}
     with open(os.path.join(args.out, "gpu_suite.log"), "a", encoding="utf-8") as log:
         status, output = run_one([sys.executable, "-c", ENVIRONMENT_PROBE], 120, log)
         last = output.strip().splitlines()[-1] if output.strip() else ""

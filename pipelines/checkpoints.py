@@ -1,20 +1,42 @@
 """Training checkpoints: ``accelerator.save_state`` into ``checkpoint-{step}``, holding only the trainable
-parameters (the frozen ones come from the base model), written under a temporary name and then renamed,
-so a checkpoint cut short by a crash never becomes the latest one. Importable without torch: argument
-parsing resolves ``--resume_from_checkpoint`` before the heavy imports."""
+parameters (the frozen ones come from the base model).
+
+A checkpoint is written under a temporary name, completed with a manifest (``erasediff_checkpoint.json``:
+the run id, the step, every file with its size, and the arguments the run was trained with) and only then
+renamed; older checkpoints are removed after that, never before. So a kill at any instant leaves at least
+one complete checkpoint, and a folder without a valid manifest is never resumed from. Importable without
+torch: argument parsing inspects checkpoints before the heavy imports.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
+
+from .errors import InputError
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINABLE_WEIGHTS_FILE = "trainable_parameters.safetensors"
+MANIFEST_FILE = "erasediff_checkpoint.json"
+PARTIAL_SUFFIX = ".partial"
+DELETING_SUFFIX = ".deleting"
+
+
+@dataclass(frozen=True)
+class CheckpointManifest:
+    """What a complete checkpoint records about itself."""
+
+    run_id: str
+    step: int
+    files: dict  # file name (relative to the checkpoint) → size in bytes
+    arguments: dict  # the run's recorded arguments when the checkpoint was written
 
 
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
-    """Complete checkpoints in ``output_dir`` as (step, path), oldest first."""
+    """Folders named ``checkpoint-<step>`` in ``output_dir`` as (step, path), oldest first (complete or not)."""
     if not os.path.isdir(output_dir):
         return []
     found = []
@@ -25,20 +47,123 @@ def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def resolve_resume_path(resume_from_checkpoint: str, output_dir: str) -> str | None:
-    """``latest`` → the newest checkpoint in ``output_dir`` (None when there is none); otherwise the path."""
-    if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1][1] if checkpoints else None
-    return resume_from_checkpoint
+def read_manifest(path: str) -> CheckpointManifest:
+    """The manifest of the checkpoint folder ``path``; raises ValueError saying why there is none."""
+    manifest_path = os.path.join(path, MANIFEST_FILE)
+    if not os.path.isfile(manifest_path):
+        raise ValueError(f"it has no {MANIFEST_FILE} (it was cut short, or not written by train_erasediff.py)")
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            record = json.load(handle)
+        return CheckpointManifest(record["run_id"], int(record["step"]), dict(record["files"]), record["arguments"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"its {MANIFEST_FILE} is unreadable ({error})") from error
+
+
+def checkpoint_problem(path: str, run_id: str | None = None) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be resumed from, or None when it is complete (and, with
+    ``run_id``, belongs to that run)."""
+    try:
+        manifest = read_manifest(path)
+    except ValueError as error:
+        return str(error)
+    if run_id is not None and manifest.run_id != run_id:
+        return f"it belongs to another run (run id {manifest.run_id}, this folder's run is {run_id})"
+    for name, size in manifest.files.items():
+        file_path = os.path.join(path, name)
+        if not os.path.isfile(file_path):
+            return f"{file_path} is missing"
+        actual = os.path.getsize(file_path)
+        if actual != size:
+            return f"{file_path} is truncated or altered ({actual} bytes, {size} written)"
+    return None
+
+
+def newest_complete_checkpoint(output_dir: str, run_id: str | None) -> tuple[str | None, list[tuple[str, str]]]:
+    """The newest complete checkpoint of run ``run_id`` in ``output_dir`` (None when there is none) and the
+    newer folders it skipped, each with the reason."""
+    skipped = []
+    for _, path in reversed(list_checkpoints(output_dir)):
+        problem = checkpoint_problem(path, run_id)
+        if problem is None:
+            return path, skipped
+        skipped.append((path, problem))
+    return None, skipped
 
 
 def checkpoint_step(path: str) -> int:
     """The global step a checkpoint folder was saved at, from its name."""
     match = CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(path)))
     if not match:
-        raise ValueError(f"--resume_from_checkpoint: {path} is not a checkpoint-<step> folder")
+        raise InputError(f"--resume_from_checkpoint {path} is not a checkpoint-<step> folder")
     return int(match.group(1))
+
+
+def check_named_checkpoint(path: str) -> CheckpointManifest:
+    """The manifest of a checkpoint named with ``--resume_from_checkpoint PATH``; an incomplete one is refused
+    in one line that names what is wrong and the newest intact checkpoint beside it."""
+    checkpoint_step(path)
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        newest, _ = newest_complete_checkpoint(os.path.dirname(os.path.abspath(path)), None)
+        instead = f"resume from {newest} instead" if newest else "no intact checkpoint lies beside it"
+        raise InputError(f"--resume_from_checkpoint {path} cannot be resumed from: {problem}; {instead}")
+    return read_manifest(path)
+
+
+def remove_leftovers(output_dir: str) -> None:
+    """Deletes what an interrupted save or rotation left behind (``.checkpoint-*.partial``/``.deleting``)."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in os.listdir(output_dir):
+        if name.startswith(".checkpoint-") and name.endswith((PARTIAL_SUFFIX, DELETING_SUFFIX)):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+
+
+def _remove_checkpoint(path: str) -> None:
+    """Renames first (one atomic step makes it stop being a checkpoint), then deletes."""
+    doomed = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}{DELETING_SUFFIX}")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _file_sizes(folder: str) -> dict:
+    sizes = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            sizes[os.path.relpath(path, folder)] = os.path.getsize(path)
+    return sizes
+
+
+def write_checkpoint_folder(
+    output_dir: str, step: int, run_id: str, arguments: dict, write_state, total_limit: int | None
+) -> str:
+    """Writes ``checkpoint-{step}`` with ``write_state(folder)`` (accelerate's ``save_state``) into a temporary
+    folder, adds the manifest, renames it into place, and only then removes this run's oldest complete
+    checkpoints beyond ``total_limit``. On an error the temporary folder is removed and the error re-raised."""
+    final_path = os.path.join(output_dir, f"checkpoint-{step}")
+    temporary_path = os.path.join(output_dir, f".checkpoint-{step}{PARTIAL_SUFFIX}")
+    shutil.rmtree(temporary_path, ignore_errors=True)
+    try:
+        write_state(temporary_path)
+        manifest = {"run_id": run_id, "step": step, "files": _file_sizes(temporary_path), "arguments": arguments}
+        with open(os.path.join(temporary_path, MANIFEST_FILE), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        shutil.rmtree(temporary_path, ignore_errors=True)
+        raise
+    if os.path.isdir(final_path):  # a rerun of this step from an earlier checkpoint
+        _remove_checkpoint(final_path)
+    os.replace(temporary_path, final_path)
+    if total_limit is not None:
+        ours = [p for s, p in list_checkpoints(output_dir) if s != step and checkpoint_problem(p, run_id) is None]
+        for path in ours[: max(0, len(ours) - total_limit + 1)]:
+            _remove_checkpoint(path)
+    return final_path
 
 
 def register_trainable_state_hooks(accelerator, unet) -> None:
@@ -63,8 +188,9 @@ def register_trainable_state_hooks(accelerator, unet) -> None:
             model = accelerator.unwrap_model(models.pop())
             parameters = {n: p for n, p in model.named_parameters() if p.requires_grad}
             if set(parameters) != set(state):
-                raise ValueError(
-                    f"{input_dir} was saved with other trainable parameters (--use_lora, --rank or --train_method differ)"
+                raise InputError(
+                    f"{input_dir} holds other trainable parameters than this run trains "
+                    "(--use_lora, --rank, --lora_target_modules or --train_method differ); resume with the checkpoint's own"
                 )
             with torch.no_grad():
                 for name, parameter in parameters.items():
@@ -74,28 +200,10 @@ def register_trainable_state_hooks(accelerator, unet) -> None:
     accelerator.register_load_state_pre_hook(load_hook)
 
 
-def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: int | None) -> str:
-    """Saves ``checkpoint-{step}`` atomically, first removing the oldest so at most ``total_limit`` remain."""
-    final_path = os.path.join(output_dir, f"checkpoint-{step}")
-    if accelerator.is_main_process:
-        if total_limit is not None:
-            existing = [path for s, path in list_checkpoints(output_dir) if s != step]
-            for path in existing[: max(0, len(existing) - total_limit + 1)]:
-                shutil.rmtree(path)
-        temporary_path = os.path.join(output_dir, f".checkpoint-{step}.partial")
-        shutil.rmtree(temporary_path, ignore_errors=True)
-        accelerator.save_state(temporary_path)
-        if os.path.isdir(final_path):
-            shutil.rmtree(final_path)
-        os.replace(temporary_path, final_path)
-    accelerator.wait_for_everyone()
-    return final_path
-
-
-def diverged_message(output_dir: str, step: int, remain_loss: float, forget_loss: float) -> str:
+def diverged_message(output_dir: str, step: int, remain_loss: float, forget_loss: float, run_id: str) -> str:
     """What a user needs when the loss stops being finite: where, and which checkpoint is still good."""
-    checkpoints = list_checkpoints(output_dir)
-    keep = f"the last good checkpoint is {checkpoints[-1][1]}" if checkpoints else "no checkpoint was saved yet"
+    newest, _ = newest_complete_checkpoint(output_dir, run_id)
+    keep = f"the last good checkpoint is {newest}" if newest else "no checkpoint was saved yet"
     return (
         f"non-finite loss at step {step} (L_r={remain_loss}, f={forget_loss}); stopped without saving the model, "
         f"{keep}; lower --learning_rate or --lambda_value, or use bf16 instead of fp16, and resume with "

@@ -24,14 +24,16 @@ class DataPlan:
     forget_given: CaptionedImages = field(default_factory=CaptionedImages)
     remain_given: CaptionedImages = field(default_factory=CaptionedImages)
 
-    def generation_settings(self, args, prompts: list[str], num_images: int, stream: int) -> GenerationSettings:
+    def generation_settings(
+        self, args, prompts: list[str], num_images: int, stream: int, guidance_scale: float
+    ) -> GenerationSettings:
         """The settings that generated images of one set are made (and recognised) with."""
         return GenerationSettings(
             base_model=args.pretrained_model_name_or_path,
             prompts=tuple(prompts),
             num_images=num_images,
             num_inference_steps=args.generation_steps,
-            guidance_scale=args.generation_guidance_scale,
+            guidance_scale=guidance_scale,
             resolution=args.resolution,
             seed=derive_seed(args.seed, stream),
         )
@@ -39,14 +41,28 @@ class DataPlan:
     def materialize(self, args, pipeline, accelerator) -> tuple[CaptionedImages, CaptionedImages]:
         """Generates (or reuses) the prompt-based images and returns the complete forget and remain sets."""
         sets = []
-        for name, prompts, given, num_images, stream in (
-            ("forget", self.forget_prompts, self.forget_given, args.num_forget_images, FORGET_STREAM),
-            ("remain", self.remain_prompts, self.remain_given, args.num_remain_images, REMAIN_STREAM),
+        for name, prompts, given, num_images, stream, guidance in (
+            (
+                "forget",
+                self.forget_prompts,
+                self.forget_given,
+                args.num_forget_images,
+                FORGET_STREAM,
+                args.generation_guidance_scale,
+            ),
+            (
+                "remain",
+                self.remain_prompts,
+                self.remain_given,
+                args.num_remain_images,
+                REMAIN_STREAM,
+                args.remain_generation_guidance_scale,
+            ),
         ):
             combined = CaptionedImages()
             combined.extend(given)
             if prompts:
-                settings = self.generation_settings(args, prompts, num_images, stream)
+                settings = self.generation_settings(args, prompts, num_images, stream, guidance)
                 folder = os.path.join(args.output_dir, GENERATED_DATA_DIR, name)
                 with accelerator.autocast():
                     combined.extend(
@@ -95,3 +111,39 @@ def build_data_sets(args) -> DataPlan:
 def first_captions(images: CaptionedImages, count: int) -> list[str]:
     """The first ``count`` distinct captions of a set (default validation prompts)."""
     return list(dict.fromkeys(images.captions))[:count]
+
+
+# An optimizer step that shows each item more often than this is refused: it is almost surely a mistake in
+# --gradient_accumulation_steps or a batch size, and it costs that many times the compute.
+MAX_SAMPLES_PER_ITEM_AND_STEP = 16
+
+
+def check_samples_per_step(plan: DataPlan, args, num_processes: int) -> None:
+    """Refuses, before any model loads, batch settings under which one optimizer step needs many times more
+    samples than a set holds; the message gives the numbers."""
+    for name, prompts, given, num_images, per_process, flag in (
+        (
+            "forget",
+            plan.forget_prompts,
+            plan.forget_given,
+            args.num_forget_images,
+            args.forget_batch_size,
+            "--forget_batch_size",
+        ),
+        (
+            "remain",
+            plan.remain_prompts,
+            plan.remain_given,
+            args.num_remain_images,
+            args.train_batch_size,
+            "--train_batch_size",
+        ),
+    ):
+        size = len(given) + (num_images if prompts else 0)
+        per_step = per_process * num_processes * args.gradient_accumulation_steps
+        if per_step > MAX_SAMPLES_PER_ITEM_AND_STEP * size:
+            raise InputError(
+                f"one optimizer step takes {per_step} {name} samples ({flag} {per_process} × {num_processes} processes "
+                f"× --gradient_accumulation_steps {args.gradient_accumulation_steps}) but the {name} set holds "
+                f"{size} images, each seen {per_step / size:.0f} times a step; lower those or add {name} images"
+            )

@@ -7,9 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Union
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
+from .text_files import read_text_lines
 
 METADATA_FILE = "metadata.jsonl"
 ImageRef = Union[str, Image.Image]
@@ -33,15 +35,65 @@ class CaptionedImages:
         self.sources.extend(other.sources)
 
 
+def _composite_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode, keeping what the pixels mean (PIL's own ``convert("RGB")`` clips 16-bit
+    values to white and reads floats in [0, 1] as black):
+
+    - 16-bit integers (``I;16*``, and ``I`` holding values above 255) are scaled by 255/65535;
+    - floats (``F``) are read as [0, 1] when their maximum is at most 1, else as [0, 255];
+    - transparency (RGBA, LA, PA, palette with a transparent colour) is composited onto white;
+    - everything else (CMYK, palette, 1-bit, YCbCr, ...) converts as PIL does.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()  # loaded and detached from its file
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+        elif mode == "I" and (not values.size or values.max() <= 255):
+            scale = 1.0
+        else:
+            scale = 255.0 / 65535.0
+        gray = np.clip(np.round(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        return _composite_on_white(image)
+    return image.convert("RGB")
+
+
 def load_image(ref: ImageRef) -> Image.Image:
-    """Opens an image as RGB; a file that is not a readable image raises InputError naming it."""
+    """Opens an image as 8-bit RGB (``to_rgb``); a file that is not a readable image, or one over PIL's
+    decompression-bomb limit, raises InputError naming it."""
     if isinstance(ref, Image.Image):
-        return ref.convert("RGB")
+        return to_rgb(ref)
     try:
         with Image.open(ref) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
+    except Image.DecompressionBombError as error:
+        raise InputError(
+            f"image {ref} is too large to open safely ({error}); resize it below {Image.MAX_IMAGE_PIXELS:,} pixels"
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise InputError(f"cannot read image {ref}: {error}; replace or remove the file") from error
+
+
+def _inside_folder(folder: str, file_name: str) -> str | None:
+    """The path of ``file_name`` in ``folder``, or None when it is absolute, climbs out with ``..`` or
+    resolves (through a symlink) outside the folder."""
+    if os.path.isabs(file_name) or ".." in file_name.replace("\\", "/").split("/"):
+        return None
+    path = os.path.join(folder, file_name)
+    root = os.path.realpath(folder)
+    if os.path.commonpath([root, os.path.realpath(path)]) != root:
+        return None
+    return path
 
 
 def read_image_folder(
@@ -60,24 +112,28 @@ def read_image_folder(
             f'{{"file_name": "0001.png", "{caption_column}": "a caption"}}'
         )
     images, captions = [], []
-    with open(metadata_path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{metadata_path} line {line_number} is not JSON: {error}") from error
-            if "file_name" not in record or caption_column not in record:
-                raise InputError(
-                    f"{metadata_path} line {line_number} lacks 'file_name' or the caption column "
-                    f"'{caption_column}'; set --caption_column to the key that holds the captions"
-                )
-            path = os.path.join(folder, record["file_name"])
-            if not os.path.isfile(path):
-                raise InputError(f"{metadata_path} line {line_number} names {path}, which does not exist")
-            images.append(path)
-            captions.append(str(record[caption_column]))
+    for line_number, line in enumerate(read_text_lines(metadata_path, argument), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{metadata_path} line {line_number} is not JSON: {error}") from error
+        if "file_name" not in record or caption_column not in record:
+            raise InputError(
+                f"{metadata_path} line {line_number} lacks 'file_name' or the caption column "
+                f"'{caption_column}'; set --caption_column to the key that holds the captions"
+            )
+        path = _inside_folder(folder, str(record["file_name"]))
+        if path is None:
+            raise InputError(
+                f"{metadata_path} line {line_number}: file_name {record['file_name']!r} points outside {folder}; "
+                "give paths relative to the folder, inside it"
+            )
+        if not os.path.isfile(path):
+            raise InputError(f"{metadata_path} line {line_number} names {path}, which does not exist")
+        images.append(path)
+        captions.append(str(record[caption_column]))
     if not images:
         raise InputError(f"{argument}: {folder} lists no images in {METADATA_FILE}; add some or drop the argument")
     if verify:

@@ -1,5 +1,6 @@
 """One EraseDiff micro-step: draw the forget and remain micro-batches, run the UNet, and backpropagate
-L_r + λf in one pass (fixed λ) or ∇f and ∇L_r in two passes kept apart (bome, cosine)."""
+L_r + λf in one pass (fixed λ) or ∇f and ∇L_r in two passes kept apart (bome, cosine). With a teacher remain
+target, one more forward (no graph) gives the frozen base model's prediction on the remain batch."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from .objective import (
     neggrad_loss,
     remain_loss,
     shifted_noise_loss,
+    teacher_remain_loss,
 )
+from .options import DEFAULT_ETA, DEFAULT_LAMBDA_MODE, DEFAULT_LAMBDA_VALUE, DEFAULT_REMAIN_TARGET
 from .randomness import SampleStream, global_positions
+from .teacher import FrozenTeacher
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,16 @@ class ErasureSettings:
 
     forget_target: str = "shifted_noise"
     forget_noise: ForgetNoise = ForgetNoise()
-    lambda_mode: str = "bome"
-    lambda_value: float = 1.0
-    eta: float = 1.0
+    lambda_mode: str = DEFAULT_LAMBDA_MODE
+    lambda_value: float = DEFAULT_LAMBDA_VALUE
+    eta: float = DEFAULT_ETA
     prediction_type: str = "epsilon"
+    remain_target: str = DEFAULT_REMAIN_TARGET
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether L_r needs the frozen base model's prediction."""
+        return self.remain_target in ("teacher", "both")
 
     @property
     def adaptive(self) -> bool:
@@ -99,11 +109,25 @@ def predict(
     return list(output.split([len(b) for b in batches]))
 
 
-def remain_loss_of(batch: MicroBatch, output: torch.Tensor, scheduler, prediction_type: str) -> torch.Tensor:
-    """L_r of a remain micro-batch from the UNet's output on it."""
-    return remain_loss(
-        output, denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler)
+def remain_loss_of(
+    batch: MicroBatch,
+    output: torch.Tensor,
+    scheduler,
+    settings: ErasureSettings,
+    teacher_output: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_r of a remain micro-batch from the UNet's output on it, for the configured remain target: the data's
+    denoising target, the frozen base model's prediction (teacher), or the mean of both losses."""
+    if settings.remain_target == "teacher":
+        return teacher_remain_loss(output, teacher_output)
+    data_loss = remain_loss(
+        output, denoising_target(batch.latents, batch.noise, batch.timesteps, settings.prediction_type, scheduler)
     )
+    if settings.remain_target == "data":
+        return data_loss
+    if settings.remain_target == "both":
+        return 0.5 * (data_loss + teacher_remain_loss(output, teacher_output))
+    raise ValueError(f"unknown remain target {settings.remain_target!r}")
 
 
 def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: PromptEmbeddings, dtype: torch.dtype) -> torch.Tensor:
@@ -152,12 +176,15 @@ class ErasureStep:
         trainable_parameters: list[torch.nn.Parameter],
         model_dtype: torch.dtype,
         anchor_embeds: PromptEmbeddings | None = None,
+        teacher: FrozenTeacher | None = None,
     ):
         self.accelerator, self.unet, self.scheduler, self.settings = accelerator, unet, scheduler, settings
         self.forget_set, self.remain_set = forget_set, remain_set
         self.forget_stream, self.remain_stream = forget_stream, remain_stream
         self.forget_batch_size, self.remain_batch_size = forget_batch_size, remain_batch_size
-        self.model_dtype, self.anchor_embeds = model_dtype, anchor_embeds
+        self.model_dtype, self.anchor_embeds, self.teacher = model_dtype, anchor_embeds, teacher
+        if settings.uses_teacher and teacher is None:
+            raise ValueError(f"--remain_target {settings.remain_target} needs a FrozenTeacher")
         self.trainable_parameters = trainable_parameters
         self.forget_buffer = ForgetGradientBuffer(trainable_parameters) if settings.adaptive else None
 
@@ -181,6 +208,16 @@ class ErasureStep:
         )
         return forget, remain
 
+    def teacher_prediction(self, remain: MicroBatch) -> torch.Tensor | None:
+        """sg[model_θ₀(z_t, t, c_r)] on the remain micro-batch, when the remain target needs it."""
+        if not self.settings.uses_teacher:
+            return None
+        return self.teacher.predict(
+            self.accelerator.unwrap_model(self.unet),
+            lambda call: predict(call, [remain], self.model_dtype)[0],
+            self.accelerator.autocast,
+        )
+
     def run(self, micro_batch_index: int) -> tuple[torch.Tensor, torch.Tensor, MicroBatch]:
         """Forward and backward for one micro-step; returns detached (L_r, f) and the forget micro-batch."""
         forget, remain = self.draw(micro_batch_index)
@@ -189,9 +226,10 @@ class ErasureStep:
             if self.settings.forget_target == "anchor"
             else None
         )
+        teacher_output = self.teacher_prediction(remain)
         if not self.settings.adaptive:
             remain_output, forget_output = predict(self.unet, [remain, forget], self.model_dtype)
-            remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings.prediction_type)
+            remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
             forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
             self.accelerator.backward(remain_value + self.settings.lambda_value * forget_value)
             return remain_value.detach(), forget_value.detach(), forget
@@ -200,7 +238,7 @@ class ErasureStep:
             forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
             self.accelerator.backward(forget_value)
         remain_output = predict(self.unet, [remain], self.model_dtype)[0]
-        remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings.prediction_type)
+        remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
         self.accelerator.backward(remain_value)
         return remain_value.detach(), forget_value.detach(), forget
 

@@ -6,4 +6,9 @@ class InputError(ValueError):
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message says what is left on disk and what to do."""
+    """Training cannot go on (e.g. a non-finite loss); the message says what is left on disk and what to do.
+    ``exit_code`` is the command line's exit status (130/143 after SIGINT/SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import io
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -12,6 +13,7 @@ from typing import Sequence
 from .errors import InputError
 from .evaluation_images import PROMPT_SETS
 from .prompts import CONCEPT_TYPES, FORGET_TEMPLATES, expand_prompt_arguments, forget_prompts_for, remain_prompts_for
+from .text_files import read_text
 
 METRICS = ("nudenet", "clip_score", "clip_accuracy", "classifier", "fd_clip", "fid")
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
@@ -178,16 +180,15 @@ class EvaluationSettings:
 def read_prompt_csv(path: str, column: str | None, argument: str) -> list[str]:
     """The non-empty prompts of one CSV column (``column``, or the first of prompt, caption, text present),
     e.g. I2P's ``prompt`` or COCO captions' ``caption``."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        chosen = column or next((c for c in PROMPT_COLUMNS if c in columns), None)
-        if chosen not in columns:
-            wanted = f"column {column!r}" if column else f"a column named {', '.join(PROMPT_COLUMNS)}"
-            raise InputError(
-                f"{argument}: {path} has no {wanted} (its columns: {', '.join(columns)}); set --prompt_column"
-            )
-        prompts = [row[chosen].strip() for row in reader if (row.get(chosen) or "").strip()]
+    reader = csv.DictReader(io.StringIO(read_text(path, argument), newline=""))
+    columns = reader.fieldnames or []
+    chosen = column or next((c for c in PROMPT_COLUMNS if c in columns), None)
+    if chosen not in columns:
+        wanted = f"column {column!r}" if column else f"a column named {', '.join(PROMPT_COLUMNS)}"
+        raise InputError(
+            f"{argument}: {path} has no {wanted} (its columns: {', '.join(columns)}); set --prompt_column"
+        )
+    prompts = [row[chosen].strip() for row in reader if (row.get(chosen) or "").strip()]
     if not prompts:
         raise InputError(f"{argument}: the column {chosen!r} of {path} holds no prompt")
     return prompts

@@ -1,15 +1,24 @@
 """Writing the trained model in the form ``--save_as`` asks for: LoRA weights, a standalone pipeline with
-the adapter fused into the UNet, or both."""
+the adapter fused into the UNet, or both.
+
+The result is written into a staging folder inside the output folder and moved into place when it is
+complete: every component folder in one rename, and the file that makes the folder loadable
+(``model_index.json`` or the LoRA weights) last, so an incomplete model never looks complete.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from .model_family import SD, pipeline_class
 from .outputs import LORA_WEIGHTS_FILE
 
 FUSED_SUBFOLDER = "fused"
+STAGING_FOLDER = ".final.partial"
+# Written last: their presence makes the output folder loadable (pipelines/run_folder.FINISHED_MARKERS).
+_LOADABLE_MARKERS = ("model_index.json", LORA_WEIGHTS_FILE)
 
 
 def save_lora_weights(unet, output_dir: str, family: str = SD) -> str:
@@ -31,22 +40,55 @@ def save_full_pipeline(
     pipeline.save_pretrained(output_dir, safe_serialization=True)
 
 
+def move_into_place(staging: str, output_dir: str) -> list[str]:
+    """Moves every entry of ``staging`` into ``output_dir`` (replacing an earlier result), the loadable
+    markers last, and removes ``staging``; returns the names moved."""
+    names = sorted(os.listdir(staging), key=lambda name: name in _LOADABLE_MARKERS)
+    for marker in _LOADABLE_MARKERS:  # the old result stops looking complete before any part changes
+        if marker in names and os.path.isfile(os.path.join(output_dir, marker)):
+            os.remove(os.path.join(output_dir, marker))
+    for name in names:
+        source, target = os.path.join(staging, name), os.path.join(output_dir, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            retired = os.path.join(output_dir, f".{name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(target, retired)
+            os.replace(source, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(source, target)
+    os.rmdir(staging)
+    return names
+
+
 def save_erased_model(args, unet, family: str = SD) -> str | None:
-    """Writes what ``args.save_as`` asks for into ``args.output_dir``; returns the fused pipeline's
-    subfolder when it is written beside the LoRA weights (``both``), else None."""
+    """Writes what ``args.save_as`` asks for into ``args.output_dir`` through a staging folder (removed if the
+    write fails); returns the fused pipeline's subfolder when it is written beside the LoRA weights
+    (``both``), else None."""
+    staging = os.path.join(args.output_dir, STAGING_FOLDER)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    try:
+        fused_folder = _write_result(args, unet, family, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    move_into_place(staging, args.output_dir)
+    return fused_folder
+
+
+def _write_result(args, unet, family: str, folder: str) -> str | None:
     from .loading import load_erased_pipeline
 
     if not args.use_lora:
-        save_full_pipeline(
-            args.pretrained_model_name_or_path, unet, args.output_dir, args.revision, args.variant, family
-        )
+        save_full_pipeline(args.pretrained_model_name_or_path, unet, folder, args.revision, args.variant, family)
         return None
     if args.save_as in ("lora", "both"):
-        save_lora_weights(unet, args.output_dir, family)
+        save_lora_weights(unet, folder, family)
         if args.save_as == "lora":
             return None
     with tempfile.TemporaryDirectory() as scratch:
-        lora_dir = args.output_dir if args.save_as == "both" else scratch
+        lora_dir = folder if args.save_as == "both" else scratch
         if args.save_as == "pipeline":
             save_lora_weights(unet, lora_dir, family)
         fused = load_erased_pipeline(
@@ -56,6 +98,6 @@ def save_erased_model(args, unet, family: str = SD) -> str | None:
             base_revision=args.revision,
             variant=args.variant,
         )
-        target = os.path.join(args.output_dir, FUSED_SUBFOLDER) if args.save_as == "both" else args.output_dir
+        target = os.path.join(folder, FUSED_SUBFOLDER) if args.save_as == "both" else folder
         fused.save_pretrained(target, safe_serialization=True)
     return FUSED_SUBFOLDER if args.save_as == "both" else None

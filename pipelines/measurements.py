@@ -20,12 +20,12 @@ def _mean(values) -> float:
 
 
 def _read_reference_images(folder: str) -> list:
-    from PIL import Image
+    from .data_sources import load_image
 
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg", ".webp")))
     if len(names) < 2:
         raise InputError(f"--reference_dir {folder} needs at least 2 images (.png, .jpg, .jpeg, .webp)")
-    return [Image.open(os.path.join(folder, n)).convert("RGB") for n in names]
+    return [load_image(os.path.join(folder, n)) for n in names]
 
 
 def check_metric_models(settings: EvaluationSettings) -> None:

@@ -101,8 +101,16 @@ def _set_section(title: str, summary: DataSummary) -> list[str]:
     return lines
 
 
+REMAIN_TARGET_WORDS = {
+    "data": "data (the remain images' noise, the paper's L_r)",
+    "teacher": "teacher (the frozen base model's prediction on the noised remain latents)",
+    "both": "both (the mean of the data and teacher losses)",
+}
+
+
 def _hyperparameter_rows(args) -> list[tuple[str, str]]:
     rows = [
+        ("remain objective", REMAIN_TARGET_WORDS[args.remain_target]),
         ("forget target", args.forget_target),
         ("ε_f", f"{args.forget_noise}, mean {args.forget_noise_mean:g}, std {args.forget_noise_std:.4g}")
         if args.forget_target == "shifted_noise"
@@ -132,6 +140,7 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
             else "no",
         ),
         ("precision", args.mixed_precision or "accelerate default"),
+        ("processes", str(getattr(args, "num_processes", 1))),
         ("resolution", str(args.resolution)),
         ("seed", str(args.seed)),
     ]

@@ -16,6 +16,8 @@ import torch
 SD = "sd"
 SDXL = "sdxl"
 PIPELINE_CLASS_NAMES = {SD: "StableDiffusionPipeline", SDXL: "StableDiffusionXLPipeline"}
+# What the family pipeline's check_inputs requires of height and width.
+RESOLUTION_MULTIPLE = {SD: 8, SDXL: 8}
 
 
 def family_of(model_index: dict) -> str:

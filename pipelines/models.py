@@ -4,6 +4,7 @@ weights (device support, the model folder, the VAE's downsampling factor)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -11,7 +12,15 @@ import torch
 
 from .errors import InputError
 from .loading import looks_like_hub_id
-from .model_family import SD, SDXL, TextConditioner, family_of, pipeline_class
+from .model_family import (
+    PIPELINE_CLASS_NAMES,
+    RESOLUTION_MULTIPLE,
+    SD,
+    SDXL,
+    TextConditioner,
+    family_of,
+    pipeline_class,
+)
 
 _PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -80,14 +89,56 @@ def _vae_config_source(args) -> dict:
     return {"pretrained_model_name_or_path": args.pretrained_model_name_or_path, "subfolder": "vae"}
 
 
+def check_model_reachable(args) -> None:
+    """A Hub model that is neither cached nor downloadable ends in one line, at once: with HF_HUB_OFFLINE set
+    or no connection to the Hub, instead of huggingface_hub's retries and a traceback."""
+    from huggingface_hub import constants, get_session, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    path = args.pretrained_model_name_or_path
+    if os.path.isdir(path):
+        return
+    try:
+        hf_hub_download(
+            path, "model_index.json", revision=args.revision, cache_dir=args.cache_dir, local_files_only=True
+        )
+        return  # cached: loading needs no network
+    except LocalEntryNotFoundError:
+        pass
+    advice = "--pretrained_model_name_or_path also takes a local diffusers folder"
+    if constants.HF_HUB_OFFLINE:
+        raise InputError(f"could not download {path}: HF_HUB_OFFLINE is set and it is not in the Hub cache; {advice}")
+    try:  # one request, no retries: any answer (even 401/404) means the Hub is reachable
+        get_session().head(hf_hub_url(path, "model_index.json", revision=args.revision), timeout=10)
+    except Exception as error:  # httpx's connection and timeout errors alike
+        raise InputError(
+            f"could not download {path}: the Hub ({constants.ENDPOINT}) cannot be reached ({type(error).__name__}); {advice}"
+        ) from error
+
+
 def check_resolution(args) -> None:
-    """The resolution must be a multiple of the VAE's downsampling factor (read from its config only)."""
+    """The resolution must be a multiple of the VAE's downsampling factor (read from its config only) and of
+    what the family's pipeline requires of an image size."""
     from diffusers import AutoencoderKL
 
-    config = AutoencoderKL.load_config(**_vae_config_source(args), revision=args.revision, cache_dir=args.cache_dir)
+    try:
+        config = AutoencoderKL.load_config(
+            **_vae_config_source(args), revision=args.revision, cache_dir=args.cache_dir
+        )
+        family = family_of(load_model_index(args))
+    except OSError as error:
+        first_line = str(error).splitlines()[0]
+        raise InputError(
+            f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}: cannot load its configuration "
+            f"({first_line}); give a diffusers pipeline folder or Hub id"
+        ) from error
     factor = 2 ** (len(config["block_out_channels"]) - 1)
-    if args.resolution % factor:
-        raise InputError(f"--resolution {args.resolution} is not a multiple of the VAE's downsampling factor {factor}")
+    multiple = math.lcm(factor, RESOLUTION_MULTIPLE[family])
+    if args.resolution % multiple:
+        raise InputError(
+            f"--resolution {args.resolution} is not a multiple of {multiple} (the VAE's downsampling factor is "
+            f"{factor}; {PIPELINE_CLASS_NAMES[family]} needs a multiple of {RESOLUTION_MULTIPLE[family]})"
+        )
 
 
 def load_model_index(args) -> dict:

@@ -73,6 +73,12 @@ def remain_loss(model_output: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.mse_loss(model_output.float(), target.float())
 
 
+def teacher_remain_loss(model_output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
+    """L_r = E‖model_θ(z_t, t, c_r) − sg[model_θ₀(z_t, t, c_r)]‖²: the frozen base model's prediction is the
+    target, so θ₀ itself is the minimiser (``--remain_target teacher``)."""
+    return F.mse_loss(model_output.float(), teacher_output.detach().float())
+
+
 def shifted_noise_loss(predicted_noise: torch.Tensor, forget_noise: torch.Tensor) -> torch.Tensor:
     """f(θ) = E‖ε_f − ε̂_θ(√ᾱ_t z_f + √(1−ᾱ_t) ε, t, c_f)‖² (paper Eq. 2), averaged over elements."""
     return F.mse_loss(predicted_noise.float(), forget_noise.float())

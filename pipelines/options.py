@@ -3,6 +3,7 @@
 import math
 
 FORGET_TARGETS = ("shifted_noise", "anchor", "neggrad")
+REMAIN_TARGETS = ("data", "teacher", "both")
 FORGET_NOISES = ("uniform", "gaussian")
 LAMBDA_MODES = ("fixed", "bome", "cosine")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -22,3 +23,15 @@ LR_SCHEDULERS = (
 DEFAULT_FORGET_NOISE_MEAN = 0.5
 DEFAULT_FORGET_NOISE_STD = 1.0 / math.sqrt(12.0)  # with mean 0.5: U[0, 1), the paper's choice
 SAVE_AS_CHOICES = ("lora", "pipeline", "both")  # --save_as: pipelines/export.py
+
+# The objective's defaults, in one place (the script's flags and ErasureSettings read them from here);
+# docs/usage.md "Keeping the rest of the model intact" gives the measurements that chose them.
+DEFAULT_REMAIN_TARGET = "teacher"
+DEFAULT_LAMBDA_MODE = "bome"
+DEFAULT_LAMBDA_VALUE = 1.0
+DEFAULT_ETA = 0.1
+DEFAULT_REMAIN_BATCH_SIZE = 16  # --train_batch_size: remain samples per micro-batch and process
+DEFAULT_FORGET_BATCH_SIZE = 4
+DEFAULT_PROPORTION_EMPTY_PROMPTS = 0.1
+DEFAULT_NUM_FORGET_IMAGES = 64
+DEFAULT_NUM_REMAIN_IMAGES = 64

@@ -13,24 +13,35 @@ LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 SECRET_ARGUMENTS = ("hub_token",)
 
 
-def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Raises InputError (one line, naming --output_dir) when the folder cannot or should not be written."""
+def check_output_dir(output_dir: str, overwrite: bool, resuming: bool = False) -> None:
+    """Raises InputError (one line, naming --output_dir) when the folder cannot or should not be written: a
+    file, a folder a live run holds, an earlier run's folder (unless resuming it), or someone else's files."""
+    from .run_folder import earlier_run, lock_holder, visible_entries
+
     probe = os.path.abspath(output_dir)
     while probe and not os.path.exists(probe):
         probe = os.path.dirname(probe)
     if os.path.isfile(probe):
         where = "is a file" if probe == os.path.abspath(output_dir) else f"lies under the file {probe}"
         raise InputError(f"--output_dir {output_dir} {where}; choose a folder path")
-    if (
-        os.path.isdir(output_dir)
-        and os.listdir(output_dir)
-        and not os.path.isfile(os.path.join(output_dir, ARGS_FILE))
-    ):
-        if not overwrite:
-            raise InputError(
-                f"--output_dir {output_dir} is not empty and holds no earlier EraseDiff run; choose an empty folder "
-                "or pass --overwrite_output_dir to write into it (nothing in it is deleted)"
-            )
+    if not os.path.isdir(output_dir):
+        return
+    holder = lock_holder(output_dir)
+    if holder is not None:
+        raise InputError(
+            f"--output_dir {output_dir} is in use by {holder}; wait for that run or choose another --output_dir"
+        )
+    earlier = earlier_run(output_dir, ARGS_FILE)
+    if earlier is not None and not resuming:
+        raise InputError(
+            f"--output_dir {output_dir} holds {earlier}; continue it with --resume_from_checkpoint latest, "
+            "or choose another --output_dir (nothing in it is overwritten)"
+        )
+    if earlier is None and visible_entries(output_dir) and not overwrite:
+        raise InputError(
+            f"--output_dir {output_dir} is not empty and holds no earlier EraseDiff run; choose an empty folder "
+            "or pass --overwrite_output_dir to write into it (nothing in it is deleted)"
+        )
 
 
 def public_arguments(args) -> dict:
@@ -47,8 +58,15 @@ def read_recorded_arguments(output_dir: str) -> dict | None:
         return json.load(handle)
 
 
+def recorded_form(args) -> dict:
+    """The run's public arguments exactly as ``erasediff_args.json`` and the checkpoints hold them."""
+    return json.loads(json.dumps(public_arguments(args)))
+
+
 def save_arguments(args, output_dir: str) -> None:
-    """Writes ``erasediff_args.json`` (never the Hub token)."""
+    """Writes ``erasediff_args.json`` (never the Hub token), replacing the old one in one step."""
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, ARGS_FILE), "w", encoding="utf-8") as handle:
+    path = os.path.join(output_dir, ARGS_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
         json.dump(public_arguments(args), handle, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)

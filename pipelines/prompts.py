@@ -6,6 +6,7 @@ import os
 from typing import Sequence
 
 from .errors import InputError
+from .text_files import read_text_lines
 
 CONCEPT_TYPES = ("style", "object", "nudity", "custom")
 
@@ -123,8 +124,7 @@ def expand_prompt_arguments(values: Sequence[str], argument: str) -> list[str]:
     prompts: list[str] = []
     for value in values:
         if value.endswith(".txt") and os.path.isfile(value):
-            with open(value, encoding="utf-8") as handle:
-                lines = [line.strip() for line in handle if line.strip()]
+            lines = [line.strip() for line in read_text_lines(value, argument) if line.strip()]
             if not lines:
                 raise InputError(f"{argument}: the prompt file {value} is empty; put one prompt per line")
             prompts.extend(lines)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 
 from .errors import InputError
+from .run_folder import LOCK_FILE
 
 CHECKPOINT_PATTERNS = ("checkpoint-*", ".checkpoint-*")
 GENERATED_DATA_PATTERNS = ("data/*",)
-# Never worth uploading: partial writes of an interrupted run.
-ALWAYS_IGNORED = ("*.partial", "*.partial/*", "*.tmp")
+# Never worth uploading: partial writes of an interrupted run, and the running run's lock.
+ALWAYS_IGNORED = ("*.partial", "*.partial/*", "*.deleting/*", "*.tmp", LOCK_FILE)
 
 
 def check_hub_credentials(hub_token: str | None) -> None:

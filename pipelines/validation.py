@@ -24,11 +24,15 @@ def generate_validation_images(
     num_inference_steps: int,
     guidance_scale: float,
     resolution: int,
+    description: str = "validation images",
 ) -> list[list[Image.Image]]:
-    """``num_images`` images per prompt; image j of prompt i always uses the same seed, so runs compare."""
+    """``num_images`` images per prompt; image j of prompt i always uses the same seed, so runs compare.
+    A progress bar (one tick per prompt) is labelled ``description``."""
+    from tqdm.auto import tqdm
+
     pipeline.set_progress_bar_config(disable=True)
     images = []
-    for i, prompt in enumerate(prompts):
+    for i, prompt in enumerate(tqdm(prompts, desc=description, leave=False)):
         generators = [
             torch.Generator(device=pipeline.device).manual_seed(derive_seed(seed, _VALIDATION_STREAM, i, j))
             for j in range(num_images)

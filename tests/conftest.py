@@ -68,6 +68,7 @@ def tiny_run_args(model: str, output_dir, *extra: str) -> list[str]:
         *("--pretrained_model_name_or_path", model, "--output_dir", str(output_dir), "--resolution", "16"),
         *("--num_forget_images", "4", "--num_remain_images", "4", "--generation_steps", "2"),
         *("--generation_batch_size", "4", "--num_validation_images", "1", "--seed", "0", "--report_to", "none"),
+        *("--train_batch_size", "4"),  # 4 remain samples a step (the default is 16): quick steps
         *extra,
     ]
 

@@ -95,7 +95,7 @@ def run_main(model, tmp_path, *extra):
             ["--enable_xformers_memory_efficient_attention"],
             "--enable_xformers_memory_efficient_attention needs a CUDA GPU",
         ),
-        (["--resolution", "15"], "--resolution 15 is not a multiple of the VAE's downsampling factor 2"),
+        (["--resolution", "15"], r"--resolution 15 is not a multiple of 8 \(the VAE's downsampling factor is 2"),
     ],
 )
 def test_runtime_mistakes_fail_before_models_load(tiny_model, tmp_path, extra, message):

@@ -147,3 +147,14 @@ def test_sdxl_shape_and_its_place_in_the_gpu_suite():
         rehearsed = gpu_suite.rehearsal(script, arguments)
         assert rehearsed[rehearsed.index("--model") + 1] == "tiny_sdxl"
         assert rehearsed[rehearsed.index("--device") + 1] == "cpu" and rehearsed.count("--resolution") == 1
+
+
+def test_every_gpu_suite_line_belongs_to_one_group_that_runs_alone():
+    import gpu_suite
+
+    labels = [m[0] for m in gpu_suite.MEASUREMENTS]
+    grouped = [label for labels_of_group in gpu_suite.GROUPS.values() for label in labels_of_group]
+    assert sorted(grouped) == sorted(labels)  # each line in exactly one group
+    assert gpu_suite.GROUPS["defaults"] == ("defaults_full_bf16",)
+    assert labels.index("defaults_full_bf16") == 1  # right after the headline line
+    assert all(estimate > 0 for estimate in gpu_suite.group_estimates().values())

@@ -1,5 +1,6 @@
 """Erasure works on a real (tiny) text-to-image model: the committed digits model loses the erased digit
-and keeps the others (a reduced version of benchmarks/digits/run_benchmark.py; docs/benchmarks.md)."""
+and keeps the others, with the main command's defaults and generated remain data (a reduced version of
+benchmarks/digits/run_benchmark.py; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from benchmarks.digits.train_base import DEFAULT_MODEL_DIR
 
 ERASED_DIGIT = 3
 IMAGES_PER_CLASS = 20
-REDUCED_RUN = {  # fewer generated forget images than erase.ERASE_FLAGS, and its steps and real remain images
+REDUCED_RUN = {  # the main command's suite (erase.MAIN_COMMAND_FLAGS, D_r generated) with fewer generated images
     "--num_forget_images": "16",
+    "--num_remain_images": "32",
     "--num_validation_images": "1",
 }
 
@@ -22,7 +24,7 @@ def digits_erasure(tmp_path_factory):
     """Judge scores of the committed digits model before and after erasing ERASED_DIGIT."""
     import torch
 
-    from benchmarks.digits.erase import erased_pipeline, erasure_arguments, remain_data_folder, run_erasure
+    from benchmarks.digits.erase import erased_pipeline, erasure_arguments, run_erasure
     from benchmarks.digits.judge import Judge
     from benchmarks.digits.measure import load_pipeline, measure
 
@@ -31,9 +33,8 @@ def digits_erasure(tmp_path_factory):
         pytest.fail(f"{DEFAULT_MODEL_DIR} holds no model: run benchmarks/digits/train_base.py")
     judge = Judge.load()
     before = measure(load_pipeline(DEFAULT_MODEL_DIR), judge, IMAGES_PER_CLASS)
-    output_dir = str(tmp_path_factory.mktemp("erase-digit"))
-    remain_dir = remain_data_folder(ERASED_DIGIT, str(tmp_path_factory.mktemp("remain-data")))
-    run_erasure(erasure_arguments(DEFAULT_MODEL_DIR, ERASED_DIGIT, output_dir, 0, REDUCED_RUN, remain_dir))
+    output_dir = str(tmp_path_factory.mktemp("erase-digit") / "run")
+    run_erasure(erasure_arguments(DEFAULT_MODEL_DIR, ERASED_DIGIT, output_dir, 0, REDUCED_RUN))
     after = measure(erased_pipeline(DEFAULT_MODEL_DIR, output_dir), judge, IMAGES_PER_CLASS)
     return before, after
 

@@ -67,6 +67,7 @@ def test_card_metadata_and_sections(lora_run, tiny_model):
     for section in SECTIONS:
         assert section in card.text
     assert "van gogh" in card.text and "bome" in card.text and "@article{wu2024erasediff" in card.text
+    assert "| remain objective | teacher (the frozen base model's prediction" in card.text
     assert "local folder" in card.text  # the base was a local path, and the card says so
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.text):
         assert os.path.isfile(lora_run / image), image

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images_per_class", type=int, default=50, help="Images per digit for the measurements.")
     parser.add_argument("--grid_images", type=int, default=6, help="Images per digit and model in the grid.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
+    parser.add_argument(
+        "--real_remain", action="store_true", help="Use the other digits' real training images as the remain set."
+    )
     return parser
 
 
@@ -75,7 +78,7 @@ def main(args: argparse.Namespace) -> dict:
 
     if os.path.isdir(args.output_dir):  # a demo starts over
         shutil.rmtree(args.output_dir)
-    remain_dir = remain_data_folder(args.digit, args.output_dir)
+    remain_dir = remain_data_folder(args.digit, args.output_dir) if args.real_remain else None
     erased_dir = os.path.join(args.output_dir, "erased")
     erase_seconds = run_erasure(erasure_arguments(args.model_dir, args.digit, erased_dir, args.seed, None, remain_dir))
     images_after = generate(erased_pipeline(args.model_dir, erased_dir), range(10), args.images_per_class)
