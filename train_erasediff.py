@@ -37,6 +37,7 @@ from pipelines.options import (
     LR_SCHEDULERS,
     PREDICTION_TYPES,
     REMAIN_TARGETS,
+    REPORT_TO_CHOICES,
     SAVE_AS_CHOICES,
     TRAIN_METHODS,
 )
@@ -47,8 +48,27 @@ DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 logger = logging.getLogger(__name__)
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Ends every flag's help with its default (unless the help already states it)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS or "default" in text.lower():
+            return text
+        if action.default is None or action.default == []:
+            shown = "none"
+        elif action.default is False:
+            shown = "off"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Erase concepts from a Stable Diffusion model with EraseDiff.")
+    parser = argparse.ArgumentParser(
+        description="Erase concepts from a Stable Diffusion model with EraseDiff.",
+        formatter_class=DefaultsHelpFormatter,
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -275,10 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr_warmup_steps", type=int, default=0, help="Warm-up steps of the learning-rate schedule."
     )
     training.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes' 8-bit AdamW.")
-    training.add_argument("--adam_beta1", type=float, default=0.9)
-    training.add_argument("--adam_beta2", type=float, default=0.999)
-    training.add_argument("--adam_weight_decay", type=float, default=1e-2)
-    training.add_argument("--adam_epsilon", type=float, default=1e-8)
+    training.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW's β1.")
+    training.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW's β2.")
+    training.add_argument("--adam_weight_decay", type=float, default=1e-2, help="AdamW's decoupled weight decay.")
+    training.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW's ε.")
     training.add_argument(
         "--max_grad_norm", type=float, default=1.0, help="Gradient clipping (applied to ∇L_r + λ∇f)."
     )
@@ -346,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for full fine-tuning) or both (LoRA at the root, the fused pipeline in fused/).",
     )
     hub.add_argument("--push_to_hub", action="store_true", help="Upload the output folder to the Hub at the end.")
-    hub.add_argument("--hub_token", default=None, help="Hub token; prefer `huggingface-cli login`.")
+    hub.add_argument("--hub_token", default=None, help="Hub token; prefer `hf auth login`.")
     hub.add_argument("--hub_model_id", default=None, help="Repo to push to (default: the output folder's name).")
     hub.add_argument("--hub_private_repo", action="store_true", help="Create the repo as private.")
     hub.add_argument("--push_checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
@@ -381,9 +401,29 @@ def _check_arguments(args) -> None:
     for name in ("validation_steps", "checkpoints_total_limit"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    for name in ("lambda_value", "eta", "inner_steps", "inner_learning_rate", "lr_warmup_steps"):
-        if getattr(args, name) < 0:
+    for name in (
+        "lambda_value",
+        "eta",
+        "inner_steps",
+        "inner_learning_rate",
+        "lr_warmup_steps",
+        "adam_weight_decay",
+        "adam_epsilon",
+        "max_grad_norm",
+        "generation_guidance_scale",
+        "remain_generation_guidance_scale",
+    ):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
+    if args.learning_rate is not None and args.learning_rate <= 0:
+        raise InputError(f"--learning_rate must be positive, got {args.learning_rate}")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(args, name) < 1:
+            raise InputError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.report_to not in REPORT_TO_CHOICES:
+        raise InputError(f"--report_to {args.report_to} is not a tracker; choose from {', '.join(REPORT_TO_CHOICES)}")
     if args.lr_warmup_steps > 0 and args.lr_scheduler in ("constant", "piecewise_constant"):
         # diffusers' get_scheduler ignores the warm-up of these two without a word.
         raise InputError(
@@ -420,7 +460,7 @@ def _check_arguments(args) -> None:
         )
     if args.hub_token and args.report_to in ("wandb", "all"):
         raise InputError(
-            "--hub_token cannot be used with --report_to wandb: the tracker would record it; run `huggingface-cli login` instead"
+            "--hub_token cannot be used with --report_to wandb: the tracker would record it; run `hf auth login` instead"
         )
     if args.save_as in ("lora", "both") and not args.use_lora:
         raise InputError(f"--save_as {args.save_as} needs --use_lora; a full fine-tuning run is saved as a pipeline")
@@ -438,6 +478,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         _check_arguments(args)
     except InputError as error:
         parser.error(str(error))
+    for name in ("pretrained_model_name_or_path", "output_dir"):  # one spelling of a folder ("x/" is "x")
+        if os.path.isdir(getattr(args, name)):
+            setattr(args, name, os.path.normpath(getattr(args, name)))
     args.lora_target_modules = [m.strip() for m in args.lora_target_modules.split(",") if m.strip()]
     if args.lora_alpha is None:
         args.lora_alpha = float(args.rank)
@@ -463,8 +506,10 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     from accelerate.utils import ProjectConfiguration
 
     from pipelines.console import configure_logging
+    from pipelines.interruption import StopRequest
     from pipelines.models import check_model_reachable, check_resolution, check_runtime_support
     from pipelines.publishing import check_hub_credentials
+    from pipelines.resuming import raise_if_disk_full
     from pipelines.run_folder import OutputLock
 
     started = time.time()
@@ -484,18 +529,29 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     configure_logging(accelerator.is_local_main_process)
     # The lock is held for the whole run; nothing is written into the folder before it is taken.
     lock = OutputLock(args.output_dir)
-    if accelerator.is_main_process:
-        took_over = lock.acquire()
-        if took_over:
-            logger.info("%s: %s", args.output_dir, took_over)
     try:
-        erase(args, accelerator, sys.argv[1:] if argv is None else argv, started)
+        if accelerator.is_main_process:
+            took_over = lock.acquire()
+            if took_over:
+                logger.info("%s: %s", args.output_dir, took_over)
+            # Again, now that no other run can write the folder: one may have finished since parsing.
+            check_output_dir(
+                args.output_dir, args.overwrite_output_dir, resuming=bool(args.resume_from_checkpoint), lock_held=True
+            )
+        with StopRequest() as stop:
+            erase(args, accelerator, sys.argv[1:] if argv is None else argv, started, stop)
+    except (InputError, TrainingError):
+        raise
+    except Exception as error:  # a full disk anywhere (data, logs, grid, card) is one line too
+        raise_if_disk_full(error, args.output_dir, args.output_dir, getattr(args, "run_id", None))
+        raise
     finally:
         lock.release()
 
 
-def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float) -> None:
-    """Everything after the output folder is locked, in the order it happens."""
+def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float, stop) -> None:
+    """Everything after the output folder is locked, in the order it happens; ``stop`` (StopRequest) holds
+    a Ctrl-C or SIGTERM."""
     import random
     import time
 
@@ -512,19 +568,20 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         remove_leftovers,
     )
     from pipelines.console import SetSummary, end_summary, start_summary
-    from pipelines.data_sets import build_data_sets, check_samples_per_step, first_captions
+    from pipelines.data_sets import build_data_sets, check_samples_per_step, content_digest, first_captions
     from pipelines.erasure_step import ErasureSettings, ErasureStep
     from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
     from pipelines.export import save_erased_model
-    from pipelines.interruption import StopRequest, resume_command
+    from pipelines.interruption import resume_command
     from pipelines.latent_cache import EncodedImageSet
     from pipelines.model_card import load_snippet, summary_of, write_model_card
     from pipelines.models import load_base_unet, load_models, make_pipeline, mixed_precision_dtype
     from pipelines.objective import ForgetNoise, constraint_gap, known_forget_minimum
+    from pipelines.options import effective_learning_rate
     from pipelines.outputs import public_arguments, recorded_form, save_arguments
     from pipelines.publishing import create_hub_repo, upload_ignore_patterns, upload_output
     from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
-    from pipelines.resuming import load_checkpoint, plan_resume, raise_if_disk_full, save_checkpoint
+    from pipelines.resuming import load_checkpoint, plan_resume, save_checkpoint
     from pipelines.teacher import FrozenTeacher
     from pipelines.trainable import add_lora_adapters, select_trainable_parameters
     from pipelines.validation import generate_validation_images, log_validation_images, save_validation_grid
@@ -540,11 +597,18 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         drawn = [plan.recorded["seed"] if plan.recorded else random.randrange(2**31)]
         args.seed = broadcast_object_list(drawn)[0]
     args.run_id = plan.run_id
-    plan.check_arguments(recorded_form(args))
 
     set_seed(args.seed)
     if args.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
+
+    # User data first: a bad folder or dataset fails before any model loads. Its content is recorded, so a
+    # resumed run also refuses data that changed.
+    data_plan = build_data_sets(args)
+    check_samples_per_step(data_plan, args, accelerator.num_processes)
+    args.forget_data_digest = content_digest(data_plan.forget_given)
+    args.remain_data_digest = content_digest(data_plan.remain_given)
+    plan.check_arguments(recorded_form(args))
     repo_id = None
     if args.push_to_hub and accelerator.is_main_process:  # created now, so a bad token or name fails before training
         repo_id = create_hub_repo(
@@ -552,10 +616,6 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             args.hub_token,
             args.hub_private_repo,
         )
-
-    # User data first: a bad folder or dataset fails before any model loads.
-    data_plan = build_data_sets(args)
-    check_samples_per_step(data_plan, args, accelerator.num_processes)
     evaluation_settings = settings_for_training(args, data_plan) if args.evaluate else None
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
@@ -607,8 +667,6 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         models.conditioner.encode([args.anchor_prompt], accelerator.device) if args.forget_target == "anchor" else None
     )
 
-    if args.scale_lr:
-        args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
     if args.use_8bit_adam:
         import bitsandbytes as bnb
 
@@ -617,7 +675,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         optimizer_class = torch.optim.AdamW
     optimizer = optimizer_class(
         trainable,
-        lr=args.learning_rate,
+        lr=effective_learning_rate(args),
         betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay,
         eps=args.adam_epsilon,
@@ -630,7 +688,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
     )
     # θ₀ for the teacher remain target, taken before prepare and before a checkpoint is loaded.
     teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if args.remain_target != "data" else None
-    register_trainable_state_hooks(accelerator, unet)
+    register_trainable_state_hooks(accelerator, unet, models.family)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
 
     if accelerator.is_main_process:
@@ -673,9 +731,15 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         global_step = checkpoint_step(plan.checkpoint)
         logger.info("Resumed from %s at step %d.", plan.checkpoint, global_step)
 
-    def checkpoint(at_step: int) -> str:
+    def checkpoint(at_step: int, wait: bool = True) -> str:
         return save_checkpoint(
-            accelerator, args.output_dir, at_step, args.run_id, recorded_form(args), args.checkpoints_total_limit
+            accelerator,
+            args.output_dir,
+            at_step,
+            args.run_id,
+            recorded_form(args),
+            args.checkpoints_total_limit,
+            wait=wait,
         )
 
     logger.info(
@@ -701,7 +765,25 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
     remain_total = forget_total = 0.0
     last_checkpoint = global_step
     unet.train()
-    with StopRequest() as stop, progress:
+    stop.stop_after_steps()
+
+    def stop_here(requested: bool, every_process: bool = True) -> None:
+        """Acts on a Ctrl-C/SIGTERM that every process agreed on (or, on the main process alone after
+        training, its own): a checkpoint of this step unless one was just written, the resume command, and
+        the signal's exit status."""
+        if not requested:
+            return
+        saved = None
+        if last_checkpoint != global_step:
+            saved = checkpoint(global_step) if every_process else checkpoint(global_step, wait=False)
+        raise TrainingError(
+            f"stopped by {stop.signal_name or 'a signal to another process'} after step {global_step}"
+            + (f"; saved {saved}" if saved else "")
+            + f"; resume with: {resume_command(argv)}",
+            exit_code=stop.exit_code,
+        )
+
+    with progress:
         while global_step < args.max_train_steps:
             with accelerator.accumulate(unet):
                 remain_value, forget_value, forget_batch = step.run(micro_batch_index)
@@ -752,14 +834,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             if global_step % args.checkpointing_steps == 0:
                 checkpoint(global_step)
                 last_checkpoint = global_step
-            if stop_votes > 0:
-                saved = checkpoint(global_step) if last_checkpoint != global_step else None
-                raise TrainingError(
-                    f"stopped by {stop.signal_name} after step {global_step}"
-                    + (f"; saved {saved}" if saved else "")
-                    + f"; resume with: {resume_command(argv)}",
-                    exit_code=stop.exit_code,
-                )
+            stop_here(stop_votes > 0)
             if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
                 unet.eval()
                 with accelerator.autocast():
@@ -771,6 +846,9 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
                 log_validation_images(accelerator, images, validation_prompts, "validation", global_step)
                 unet.train()
 
+    # A signal that came during the last step; past this point only the main process works.
+    status = torch.tensor([float(stop.requested)], device=accelerator.device)
+    stop_here(accelerator.reduce(status, reduction="mean").item() > 0)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trained_unet = accelerator.unwrap_model(unet)
@@ -779,18 +857,26 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             images_after = generate_validation_images(
                 make_pipeline(models, trained_unet), **validation, description="validation (after)"
             )
+        stop_here(stop.requested, every_process=False)
         log_validation_images(accelerator, images_before, validation_prompts, "before", global_step)
         log_validation_images(accelerator, images_after, validation_prompts, "after", global_step)
         grid = save_validation_grid(images_before, images_after, args.output_dir)
         log_validation_images(
             accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
         )
-        try:
-            fused_folder = save_erased_model(args, trained_unet, models.family)
-        except OSError as error:
-            raise_if_disk_full(error, args.output_dir, args.output_dir, args.run_id)
-            raise
-        evaluation = None
+        fused_folder = save_erased_model(args, trained_unet, models.family)  # a full disk: one line (main)
+        card = dict(
+            forget=summary_of(forget_images, data_plan.forget_prompts),
+            remain=summary_of(remain_images, data_plan.remain_prompts),
+            repo_id=repo_id,
+            cross_attention_dim=trained_unet.config.cross_attention_dim,
+            fused_folder=fused_folder,
+            family=models.family,
+        )
+        write_model_card(args, **card)
+        # The model and its card are complete: a signal from here on stops at once.
+        stop_here(stop.requested, every_process=False)
+        stop.stop_at_once("after the model and its card were saved (what came after it was skipped)")
         if evaluation_settings is not None:
             base_unet = (
                 None if args.use_lora else load_base_unet(args).to(accelerator.device, dtype=models.model_dtype)
@@ -804,17 +890,9 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
                     os.path.join(args.output_dir, EVALUATION_DIR),
                     {"base": args.pretrained_model_name_or_path, "erased": args.output_dir},
                 )
-            evaluation = report.markdown_relative_to(args.output_dir, heading="## Evaluation")
-        write_model_card(
-            args,
-            summary_of(forget_images, data_plan.forget_prompts),
-            summary_of(remain_images, data_plan.remain_prompts),
-            repo_id,
-            cross_attention_dim=trained_unet.config.cross_attention_dim,
-            evaluation=evaluation,
-            fused_folder=fused_folder,
-            family=models.family,
-        )
+            write_model_card(
+                args, **card, evaluation=report.markdown_relative_to(args.output_dir, heading="## Evaluation")
+            )
         if args.push_to_hub:
             ignore = upload_ignore_patterns(
                 args.logging_dir, args.push_checkpoints, args.push_generated_data, args.push_logs
@@ -873,7 +951,9 @@ if __name__ == "__main__":
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt as stopped:  # a second Ctrl-C in the loop, or the first outside it
-        how = f"a second {stopped}" if isinstance(stopped, StopAtOnce) else "Ctrl-C"
-        print(f"error: stopped at once by {how}; continue with --resume_from_checkpoint latest", file=sys.stderr)
+    except StopAtOnce as stopped:
+        print(f"error: {stopped}; continue with --resume_from_checkpoint latest", file=sys.stderr)
+        sys.exit(stopped.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed (argument checks, imports)
+        print("error: stopped at once by Ctrl-C", file=sys.stderr)
         sys.exit(130)

@@ -2,14 +2,15 @@
 parameters (the frozen ones come from the base model).
 
 A checkpoint is written under a temporary name, completed with a manifest (``erasediff_checkpoint.json``:
-the run id, the step, every file with its size, and the arguments the run was trained with) and only then
-renamed; older checkpoints are removed after that, never before. So a kill at any instant leaves at least
+the run id, the step, every file with its size and SHA-256, and the arguments the run was trained with) and
+only then renamed; older checkpoints are removed after that, never before. So a kill at any instant leaves at least
 one complete checkpoint, and a folder without a valid manifest is never resumed from. Importable without
 torch: argument parsing inspects checkpoints before the heavy imports.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,7 +32,7 @@ class CheckpointManifest:
 
     run_id: str
     step: int
-    files: dict  # file name (relative to the checkpoint) → size in bytes
+    files: dict  # file name (relative to the checkpoint) → {"bytes": size, "sha256": hex digest}
     arguments: dict  # the run's recorded arguments when the checkpoint was written
 
 
@@ -69,13 +70,17 @@ def checkpoint_problem(path: str, run_id: str | None = None) -> str | None:
         return str(error)
     if run_id is not None and manifest.run_id != run_id:
         return f"it belongs to another run (run id {manifest.run_id}, this folder's run is {run_id})"
-    for name, size in manifest.files.items():
+    for name, record in manifest.files.items():
         file_path = os.path.join(path, name)
         if not os.path.isfile(file_path):
             return f"{file_path} is missing"
         actual = os.path.getsize(file_path)
-        if actual != size:
-            return f"{file_path} is truncated or altered ({actual} bytes, {size} written)"
+        if actual != record["bytes"]:
+            return f"{file_path} is truncated or altered ({actual} bytes, {record['bytes']} written)"
+    for name, record in manifest.files.items():  # sizes first: they are free, the digests read everything
+        file_path = os.path.join(path, name)
+        if _sha256(file_path) != record["sha256"]:
+            return f"{file_path} is corrupt (its SHA-256 differs from the one written)"
     return None
 
 
@@ -112,11 +117,14 @@ def check_named_checkpoint(path: str) -> CheckpointManifest:
 
 
 def remove_leftovers(output_dir: str) -> None:
-    """Deletes what an interrupted save or rotation left behind (``.checkpoint-*.partial``/``.deleting``)."""
+    """Deletes what an interrupted save or rotation left behind: ``.checkpoint-*.partial``/``.deleting``, the
+    final save's staging folder and retired parts (``.final.partial``, ``.<part>.old``)."""
     if not os.path.isdir(output_dir):
         return
     for name in os.listdir(output_dir):
-        if name.startswith(".checkpoint-") and name.endswith((PARTIAL_SUFFIX, DELETING_SUFFIX)):
+        temporary_checkpoint = name.startswith(".checkpoint-") and name.endswith((PARTIAL_SUFFIX, DELETING_SUFFIX))
+        temporary_result = name.startswith(".") and name.endswith((".final.partial", ".old"))
+        if temporary_checkpoint or temporary_result:
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
@@ -128,13 +136,29 @@ def _remove_checkpoint(path: str) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _file_sizes(folder: str) -> dict:
-    sizes = {}
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(8 * 2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_records(folder: str) -> dict:
+    records = {}
     for root, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(root, name)
-            sizes[os.path.relpath(path, folder)] = os.path.getsize(path)
-    return sizes
+            records[os.path.relpath(path, folder)] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    return records
+
+
+def _free_name(path: str) -> str:
+    candidate, number = path, 1
+    while os.path.exists(candidate):
+        number += 1
+        candidate = f"{path}-{number}"
+    return candidate
 
 
 def write_checkpoint_folder(
@@ -148,7 +172,7 @@ def write_checkpoint_folder(
     shutil.rmtree(temporary_path, ignore_errors=True)
     try:
         write_state(temporary_path)
-        manifest = {"run_id": run_id, "step": step, "files": _file_sizes(temporary_path), "arguments": arguments}
+        manifest = {"run_id": run_id, "step": step, "files": _file_records(temporary_path), "arguments": arguments}
         with open(os.path.join(temporary_path, MANIFEST_FILE), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2, sort_keys=True)
             handle.flush()
@@ -156,8 +180,11 @@ def write_checkpoint_folder(
     except BaseException:
         shutil.rmtree(temporary_path, ignore_errors=True)
         raise
-    if os.path.isdir(final_path):  # a rerun of this step from an earlier checkpoint
-        _remove_checkpoint(final_path)
+    if os.path.isdir(final_path):
+        if checkpoint_problem(final_path, run_id) is None:  # this run's, from before it resumed further back
+            _remove_checkpoint(final_path)
+        else:  # not this run's (or incomplete): kept, under a name that is no checkpoint's
+            os.replace(final_path, _free_name(f"{final_path}.replaced"))
     os.replace(temporary_path, final_path)
     if total_limit is not None:
         ours = [p for s, p in list_checkpoints(output_dir) if s != step and checkpoint_problem(p, run_id) is None]
@@ -166,19 +193,21 @@ def write_checkpoint_folder(
     return final_path
 
 
-def register_trainable_state_hooks(accelerator, unet) -> None:
-    """Makes ``save_state``/``load_state`` store only the UNet's trainable parameters, as safetensors."""
+def register_trainable_state_hooks(accelerator, unet, family: str) -> None:
+    """Makes ``save_state``/``load_state`` store only the UNet's trainable parameters, as safetensors; a LoRA
+    run's checkpoint also holds ``pytorch_lora_weights.safetensors``, loadable with ``load_lora_weights``."""
     import torch
     from safetensors.torch import load_file, save_file
 
+    from .export import save_lora_weights
+
     def save_hook(models, weights, output_dir):
         for model in models:
-            state = {
-                n: p.detach().contiguous()
-                for n, p in accelerator.unwrap_model(model).named_parameters()
-                if p.requires_grad
-            }
+            unwrapped = accelerator.unwrap_model(model)
+            state = {n: p.detach().contiguous() for n, p in unwrapped.named_parameters() if p.requires_grad}
             save_file(state, os.path.join(output_dir, TRAINABLE_WEIGHTS_FILE))
+            if getattr(unwrapped, "peft_config", None):
+                save_lora_weights(unwrapped, output_dir, family)
         for _ in range(len(weights)):
             weights.pop()
 

@@ -3,6 +3,7 @@ pipeline from prompts, image folders, and `datasets` datasets."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -106,6 +107,22 @@ def build_data_sets(args) -> DataPlan:
     if not plan.remain_prompts and not len(plan.remain_given):
         raise InputError("no remain data: give --remain_prompts, --remain_data_dir or --remain_dataset_name")
     return plan
+
+
+def content_digest(images: CaptionedImages) -> str | None:
+    """A SHA-256 over a given set's images (their bytes) and captions, in order, so that a resumed run can
+    tell that its data changed; None for an empty set (generated images are decided by the arguments)."""
+    if not len(images):
+        return None
+    digest = hashlib.sha256()
+    for image, caption in zip(images.images, images.captions):
+        if isinstance(image, str):
+            with open(image, "rb") as handle:
+                digest.update(handle.read())
+        else:  # a decoded image from a `datasets` dataset
+            digest.update(image.mode.encode() + str(image.size).encode() + image.tobytes())
+        digest.update(b"\0" + caption.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def first_captions(images: CaptionedImages, count: int) -> list[str]:

@@ -51,7 +51,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     - everything else (CMYK, palette, 1-bit, YCbCr, ...) converts as PIL does.
     """
     mode = image.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in image.info:
         return image.copy()  # loaded and detached from its file
     if mode.startswith("I;16") or mode == "I" or mode == "F":
         values = np.asarray(image, dtype=np.float64)
@@ -63,8 +63,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
             scale = 255.0 / 65535.0
         gray = np.clip(np.round(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:  # incl. a tRNS colour
         return _composite_on_white(image)
+    if mode == "LAB":  # PIL's convert() would copy the channels; a colour transform turns L*a*b* into sRGB
+        from PIL import ImageCms
+
+        transform = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        return ImageCms.applyTransform(image, transform)
     return image.convert("RGB")
 
 
@@ -84,9 +91,11 @@ def load_image(ref: ImageRef) -> Image.Image:
         raise InputError(f"cannot read image {ref}: {error}; replace or remove the file") from error
 
 
-def _inside_folder(folder: str, file_name: str) -> str | None:
-    """The path of ``file_name`` in ``folder``, or None when it is absolute, climbs out with ``..`` or
-    resolves (through a symlink) outside the folder."""
+def _inside_folder(folder: str, file_name) -> str | None:
+    """The path of ``file_name`` in ``folder``, or None when it is not a plain relative path (not text, empty,
+    absolute, with a NUL, climbing out with ``..``) or resolves (through a symlink) outside the folder."""
+    if not isinstance(file_name, str) or not file_name or "\0" in file_name:
+        return None
     if os.path.isabs(file_name) or ".." in file_name.replace("\\", "/").split("/"):
         return None
     path = os.path.join(folder, file_name)
@@ -119,15 +128,24 @@ def read_image_folder(
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"{metadata_path} line {line_number} is not JSON: {error}") from error
+        if not isinstance(record, dict):
+            raise InputError(
+                f'{metadata_path} line {line_number} is not a JSON object; write {{"file_name": ..., "{caption_column}": ...}}'
+            )
         if "file_name" not in record or caption_column not in record:
             raise InputError(
                 f"{metadata_path} line {line_number} lacks 'file_name' or the caption column "
                 f"'{caption_column}'; set --caption_column to the key that holds the captions"
             )
-        path = _inside_folder(folder, str(record["file_name"]))
+        if not isinstance(record[caption_column], (str, int, float)) or isinstance(record[caption_column], bool):
+            raise InputError(
+                f"{metadata_path} line {line_number}: the caption '{caption_column}' is {json.dumps(record[caption_column])}; "
+                'give a text ("" for none)'
+            )
+        path = _inside_folder(folder, record["file_name"])
         if path is None:
             raise InputError(
-                f"{metadata_path} line {line_number}: file_name {record['file_name']!r} points outside {folder}; "
+                f"{metadata_path} line {line_number}: file_name {record['file_name']!r} is not a path inside {folder}; "
                 "give paths relative to the folder, inside it"
             )
         if not os.path.isfile(path):
@@ -171,6 +189,12 @@ def load_dataset_images(
             )
     if len(dataset) == 0:
         raise InputError(f"{argument}: dataset {name} is empty")
-    images = list(dataset[image_column])
+    try:
+        images = list(dataset[image_column])
+    except Image.DecompressionBombError as error:
+        raise InputError(
+            f"{argument}: dataset {name} holds an image too large to open safely ({error}); "
+            f"resize it below {Image.MAX_IMAGE_PIXELS:,} pixels"
+        ) from error
     captions = [str(c) for c in dataset[caption_column]]
     return CaptionedImages(images, captions, [f"dataset {name} ({len(images)} images)"])

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 
+from .kohya import KOHYA_WEIGHTS_FILE, save_kohya_lora
 from .model_family import SD, pipeline_class
 from .outputs import LORA_WEIGHTS_FILE
 
@@ -22,13 +23,19 @@ _LOADABLE_MARKERS = ("model_index.json", LORA_WEIGHTS_FILE)
 
 
 def save_lora_weights(unet, output_dir: str, family: str = SD) -> str:
-    """Writes the UNet's LoRA adapter as ``pytorch_lora_weights.safetensors`` in diffusers' format, loadable
-    with the family pipeline's ``load_lora_weights``."""
+    """Writes the UNet's LoRA adapter as ``pytorch_lora_weights.safetensors`` in diffusers' format, with its
+    adapter configuration (rank, alpha, modules) in the file's metadata, so the family pipeline's
+    ``load_lora_weights`` restores it at the strength it was trained at."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    pipeline_class(family).save_lora_weights(output_dir, unet_lora_layers=layers, safe_serialization=True)
+    pipeline_class(family).save_lora_weights(
+        output_dir,
+        unet_lora_layers=layers,
+        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+        safe_serialization=True,
+    )
     return os.path.join(output_dir, LORA_WEIGHTS_FILE)
 
 
@@ -85,6 +92,7 @@ def _write_result(args, unet, family: str, folder: str) -> str | None:
         return None
     if args.save_as in ("lora", "both"):
         save_lora_weights(unet, folder, family)
+        save_kohya_lora(unet, os.path.join(folder, KOHYA_WEIGHTS_FILE), family)  # for AUTOMATIC1111 / ComfyUI
         if args.save_as == "lora":
             return None
     with tempfile.TemporaryDirectory() as scratch:

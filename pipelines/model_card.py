@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from .model_family import PIPELINE_CLASS_NAMES, SD, SDXL
+from .options import effective_learning_rate
 from .outputs import LORA_WEIGHTS_FILE
 from .validation import VALIDATION_GRID_FILE
 
@@ -131,7 +132,11 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
         ("remain samples with the empty prompt", f"{args.proportion_empty_prompts:.0%}")
         if args.proportion_empty_prompts > 0
         else None,
-        ("learning rate", f"{args.learning_rate:g} ({args.lr_scheduler})"),
+        (
+            "learning rate",
+            f"{args.learning_rate:g} ({args.lr_scheduler})"
+            + (f", scaled to {effective_learning_rate(args):g} by --scale_lr" if args.scale_lr else ""),
+        ),
         ("train_method", args.train_method),
         (
             "LoRA",

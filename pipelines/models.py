@@ -62,16 +62,35 @@ def check_model_location(path: str) -> None:
         )
 
 
+def xformers_problem() -> str | None:
+    """Why xformers' attention does not run here (a wheel built for another torch imports, then fails), or None."""
+    try:
+        import xformers.ops
+
+        probe = torch.zeros(1, 8, 1, 8, device="cuda", dtype=torch.float16)
+        xformers.ops.memory_efficient_attention(probe, probe, probe)
+    except Exception as error:  # noqa: BLE001 - any failure means it cannot be used
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
+
+
 def check_runtime_support(args) -> None:
     """Refuses options this machine cannot run, before any model loads."""
     from diffusers.utils.import_utils import is_xformers_available
 
     if args.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise InputError("--mixed_precision fp16 needs a CUDA GPU; use bf16 or no on the CPU")
-    if args.enable_xformers_memory_efficient_attention and not (torch.cuda.is_available() and is_xformers_available()):
-        raise InputError(
-            "--enable_xformers_memory_efficient_attention needs a CUDA GPU and xformers; drop it to use PyTorch SDPA"
+    if args.enable_xformers_memory_efficient_attention:
+        problem = (
+            xformers_problem()
+            if torch.cuda.is_available() and is_xformers_available()
+            else "no CUDA GPU or no xformers"
         )
+        if problem:
+            raise InputError(
+                f"--enable_xformers_memory_efficient_attention needs a CUDA GPU and a working xformers ({problem}); "
+                "install requirements-gpu.txt with the torch it names, or drop the flag to use PyTorch SDPA"
+            )
     if args.use_8bit_adam:
         try:
             import bitsandbytes  # noqa: F401
@@ -165,7 +184,19 @@ def load_base_unet(args):
 
 def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
     """Loads tokenizer(s), text encoder(s), VAE, UNet and schedulers of an SD or SDXL pipeline; freezes
-    everything (the caller picks what trains)."""
+    everything (the caller picks what trains). Files that cannot be loaded (a missing --variant, a wrong
+    --revision) end in one line."""
+    try:
+        return _load_models(args, weight_dtype, device)
+    except OSError as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(
+            f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}: cannot load its weights "
+            f"({first_line}); check --variant and --revision"
+        ) from error
+
+
+def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
     import diffusers
     from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer

@@ -23,6 +23,20 @@ LR_SCHEDULERS = (
 DEFAULT_FORGET_NOISE_MEAN = 0.5
 DEFAULT_FORGET_NOISE_STD = 1.0 / math.sqrt(12.0)  # with mean 0.5: U[0, 1), the paper's choice
 SAVE_AS_CHOICES = ("lora", "pipeline", "both")  # --save_as: pipelines/export.py
+# --report_to: accelerate's trackers (accelerate.utils.LoggerType), plus "all" and "none".
+REPORT_TO_CHOICES = (
+    "tensorboard",
+    "wandb",
+    "comet_ml",
+    "aim",
+    "mlflow",
+    "clearml",
+    "dvclive",
+    "swanlab",
+    "trackio",
+    "all",
+    "none",
+)
 
 # The objective's defaults, in one place (the script's flags and ErasureSettings read them from here);
 # docs/usage.md "Keeping the rest of the model intact" gives the measurements that chose them.
@@ -35,3 +49,11 @@ DEFAULT_FORGET_BATCH_SIZE = 4
 DEFAULT_PROPORTION_EMPTY_PROMPTS = 0.1
 DEFAULT_NUM_FORGET_IMAGES = 64
 DEFAULT_NUM_REMAIN_IMAGES = 64
+
+
+def effective_learning_rate(args) -> float:
+    """The optimizer's learning rate: ``--learning_rate``, times accumulation × batch × processes with
+    ``--scale_lr`` (diffusers' examples' rule). The recorded arguments keep the unscaled value."""
+    if not args.scale_lr:
+        return args.learning_rate
+    return args.learning_rate * args.gradient_accumulation_steps * args.train_batch_size * args.num_processes

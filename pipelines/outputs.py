@@ -13,9 +13,12 @@ LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 SECRET_ARGUMENTS = ("hub_token",)
 
 
-def check_output_dir(output_dir: str, overwrite: bool, resuming: bool = False) -> None:
+def check_output_dir(output_dir: str, overwrite: bool, resuming: bool = False, lock_held: bool = False) -> None:
     """Raises InputError (one line, naming --output_dir) when the folder cannot or should not be written: a
-    file, a folder a live run holds, an earlier run's folder (unless resuming it), or someone else's files."""
+    file, a folder a live run holds, an earlier run's folder (unless resuming it), or someone else's files.
+
+    Run at parse time (fail early) and again once this run holds the folder's lock (``lock_held``), since
+    another run may have written the folder in between."""
     from .run_folder import earlier_run, lock_holder, visible_entries
 
     probe = os.path.abspath(output_dir)
@@ -26,7 +29,7 @@ def check_output_dir(output_dir: str, overwrite: bool, resuming: bool = False) -
         raise InputError(f"--output_dir {output_dir} {where}; choose a folder path")
     if not os.path.isdir(output_dir):
         return
-    holder = lock_holder(output_dir)
+    holder = None if lock_held else lock_holder(output_dir)
     if holder is not None:
         raise InputError(
             f"--output_dir {output_dir} is in use by {holder}; wait for that run or choose another --output_dir"
@@ -50,12 +53,18 @@ def public_arguments(args) -> dict:
 
 
 def read_recorded_arguments(output_dir: str) -> dict | None:
-    """The arguments an earlier run recorded in ``output_dir``, if any."""
+    """The arguments an earlier run recorded in ``output_dir``, if any; an unreadable record is one line."""
     path = os.path.join(output_dir, ARGS_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} is unreadable ({error}); restore it or choose another --output_dir") from error
+    if not isinstance(record, dict):
+        raise InputError(f"{path} holds no argument record; restore it or choose another --output_dir")
+    return record
 
 
 def recorded_form(args) -> dict:

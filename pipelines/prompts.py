@@ -123,7 +123,11 @@ def expand_prompt_arguments(values: Sequence[str], argument: str) -> list[str]:
     """
     prompts: list[str] = []
     for value in values:
-        if value.endswith(".txt") and os.path.isfile(value):
+        if value.endswith(".txt"):
+            if not os.path.isfile(value):
+                raise InputError(
+                    f"{argument}: the prompt file {value} does not exist (a value ending in .txt is read as a file)"
+                )
             lines = [line.strip() for line in read_text_lines(value, argument) if line.strip()]
             if not lines:
                 raise InputError(f"{argument}: the prompt file {value} is empty; put one prompt per line")

@@ -20,7 +20,7 @@ def check_hub_credentials(hub_token: str | None) -> None:
     from huggingface_hub import get_token
 
     if not hub_token and not get_token():
-        raise InputError("--push_to_hub needs Hub credentials: run `huggingface-cli login` or set HF_TOKEN")
+        raise InputError("--push_to_hub needs Hub credentials: run `hf auth login` or set HF_TOKEN")
 
 
 def upload_ignore_patterns(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pickle import UnpicklingError  # the exception type only: torch.load(weights_only=True) raises it
 
@@ -55,10 +56,15 @@ def plan_resume(resume_from_checkpoint: str | None, output_dir: str) -> ResumePl
     """
     if not resume_from_checkpoint:
         return ResumePlan(None, new_run_id(), None)
+    folder_arguments = read_recorded_arguments(output_dir) or {}
     if resume_from_checkpoint != "latest":
         manifest = check_named_checkpoint(resume_from_checkpoint)
+        if folder_arguments.get("run_id") not in (None, manifest.run_id):
+            raise InputError(
+                f"--resume_from_checkpoint {resume_from_checkpoint} belongs to run {manifest.run_id}, but --output_dir "
+                f"{output_dir} holds run {folder_arguments['run_id']}; resume into the checkpoint's own folder or an empty one"
+            )
         return ResumePlan(resume_from_checkpoint, manifest.run_id, manifest.arguments)
-    folder_arguments = read_recorded_arguments(output_dir) or {}
     run_id = folder_arguments.get("run_id")
     path, skipped = newest_complete_checkpoint(output_dir, run_id)
     notes = [f"skipped {skipped_path}: {why}" for skipped_path, why in skipped]
@@ -107,7 +113,8 @@ def load_checkpoint(accelerator, path: str, output_dir: str) -> None:
     except Exception as error:
         found = _unreadable_file(path)
         if found is None:
-            raise
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            found = (path, f"accelerate could not load it ({first_line})")
         file_path, why = found
         intact = [
             p
@@ -119,24 +126,49 @@ def load_checkpoint(accelerator, path: str, output_dir: str) -> None:
 
 
 def save_checkpoint(
-    accelerator, output_dir: str, step: int, run_id: str, arguments: dict, total_limit: int | None
+    accelerator,
+    output_dir: str,
+    step: int,
+    run_id: str,
+    arguments: dict,
+    total_limit: int | None,
+    wait: bool = True,
 ) -> str | None:
-    """Saves ``checkpoint-{step}`` on the main process (pipelines/checkpoints.py); a full disk ends the run in
-    one line, with the partial folder removed and the earlier checkpoints intact."""
+    """Saves ``checkpoint-{step}`` on the main process (pipelines/checkpoints.py) and, with ``wait``, has every
+    process wait for it; a full disk ends the run in one line, with the partial folder removed and the
+    earlier checkpoints intact."""
     path = None
     if accelerator.is_main_process:
         try:
             path = write_checkpoint_folder(output_dir, step, run_id, arguments, accelerator.save_state, total_limit)
-        except OSError as error:
+        except Exception as error:
             raise_if_disk_full(error, os.path.join(output_dir, f"checkpoint-{step}"), output_dir, run_id)
             raise
-    accelerator.wait_for_everyone()
+    if wait:
+        accelerator.wait_for_everyone()
     return path
 
 
-def raise_if_disk_full(error: OSError, folder: str, output_dir: str, run_id: str) -> None:
+# Below this much free space, a failed write is taken to be a full disk: safetensors and torch.save report a
+# full disk in their own words (a SafetensorError, "unexpected pos"), not always as OSError(ENOSPC).
+NEARLY_FULL_BYTES = 16 * 2**20
+
+
+def is_disk_full(error: BaseException, folder: str) -> bool:
+    """Whether ``error``, raised while writing into ``folder``, comes from a full disk or quota."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left on device" in str(error) or "os error 28" in str(error):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def raise_if_disk_full(error: BaseException, folder: str, output_dir: str, run_id: str) -> None:
     """Turns a full disk while writing ``folder`` into one line (TrainingError) that says what is left."""
-    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    if not is_disk_full(error, output_dir):
         return
     newest, _ = newest_complete_checkpoint(output_dir, run_id)
     kept = f"the newest complete checkpoint, {newest}, is intact" if newest else "no checkpoint had been saved"

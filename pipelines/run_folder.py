@@ -3,6 +3,7 @@ and whether a resumed run has the arguments its checkpoint was trained with. Imp
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -64,7 +65,7 @@ def earlier_run(output_dir: str, args_file: str) -> str | None:
     """A description of the run an output folder already holds (finished or not), or None."""
     entries = visible_entries(output_dir)
     checkpoints = list_checkpoints(output_dir)
-    partial = [n for n in entries if n.startswith(".checkpoint-")]
+    partial = [n for n in entries if n.startswith(".checkpoint-") or n == f"{args_file}.tmp"]
     if args_file not in entries and not checkpoints and not partial:
         return None
     if any(marker in entries for marker in FINISHED_MARKERS):
@@ -73,87 +74,104 @@ def earlier_run(output_dir: str, args_file: str) -> str | None:
     return f"an unfinished EraseDiff run{newest}"
 
 
-def _process_is_alive(pid: int) -> bool:
+def read_lock(output_dir: str) -> dict:
+    """What the lock file says about its holder ({"pid", "host", "started"}); {} when absent or unreadable."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def read_lock(output_dir: str) -> dict | None:
-    """The lock's record ({"pid", "host", "started"}), {} when unreadable, None when there is no lock."""
-    path = os.path.join(output_dir, LOCK_FILE)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
+        with open(os.path.join(output_dir, LOCK_FILE), encoding="utf-8") as handle:
+            record = json.load(handle)
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _holder_words(record: dict) -> str:
+    host = record.get("host")
+    where = "this host" if host == socket.gethostname() else f"host {host}"
+    return f"process {record.get('pid', '(unknown)')} on {where}"
 
 
 def lock_holder(output_dir: str) -> str | None:
-    """Who holds the folder's lock, worded for an error message, when that run may still be running."""
-    record = read_lock(output_dir)
-    if record is None:
+    """Who holds the folder's lock, worded for an error message, or None when no live run holds it.
+
+    The lock is an advisory ``flock`` on the lock file, which the kernel releases when its process ends in
+    any way (SIGKILL included), so a lock file alone never blocks anyone.
+    """
+    path = os.path.join(output_dir, LOCK_FILE)
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
         return None
-    if record == {}:
-        return f"an unknown process (unreadable {LOCK_FILE}; delete it if no run uses the folder)"
-    here = record.get("host") == socket.gethostname()
-    if here and not _process_is_alive(int(record.get("pid", -1))):
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder_words(read_lock(output_dir))
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
         return None
-    where = "this host" if here else f"host {record.get('host')}"
-    return f"process {record.get('pid')} on {where}" + ("" if here else f" (delete {LOCK_FILE} if it has stopped)")
+    finally:
+        os.close(descriptor)
 
 
 class OutputLock:
-    """A lock file in the output folder, held for a whole run; a dead holder on this host is taken over."""
+    """The output folder's lock, held for a whole run: an exclusive ``flock`` on ``.erasediff.lock`` (which
+    records the holder's pid and host). A lock file whose process has ended holds nothing and is taken over."""
 
     def __init__(self, output_dir: str):
+        self.output_dir = output_dir
         self.path = os.path.join(output_dir, LOCK_FILE)
         self.record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        self.held = False
+        self.descriptor: int | None = None
         self.created_folder = False
 
     def acquire(self) -> str | None:
-        """Takes the lock (creating the folder if needed); returns a message when it took over a dead
-        process's lock. Raises InputError naming the holder when a live run holds it."""
-        folder = os.path.dirname(self.path) or "."
-        self.created_folder = not os.path.isdir(folder)
-        os.makedirs(folder, exist_ok=True)
-        message = None
-        for _ in range(2):
+        """Takes the lock (creating the folder if needed); returns a message when a lock file of an ended
+        process was there. Raises InputError naming the holder when a live run holds it."""
+        self.created_folder = not os.path.isdir(self.output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                output_dir = os.path.dirname(self.path)
-                holder = lock_holder(output_dir)
-                if holder is not None:
-                    raise InputError(
-                        f"--output_dir {output_dir} is in use by {holder}; wait for that run or choose another --output_dir"
-                    ) from None
-                stale = read_lock(output_dir) or {}
-                message = f"took over the lock of process {stale.get('pid')}, which is no longer running"
-                os.remove(self.path)
-                continue
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(self.record, handle)
-            self.held = True
-            return message
-        raise InputError(f"--output_dir {os.path.dirname(self.path)}: could not take {LOCK_FILE}; try again")
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                raise InputError(
+                    f"--output_dir {self.output_dir} is in use by {_holder_words(read_lock(self.output_dir))}; "
+                    "wait for that run or choose another --output_dir"
+                ) from None
+            # The holder we waited behind may have removed the file: then this lock is on a dead inode.
+            try:
+                same_file = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                break
+            os.close(descriptor)
+        previous = read_lock(self.output_dir)
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, json.dumps(self.record).encode())
+        self.descriptor = descriptor
+        if previous:
+            return f"took over the lock of {_holder_words(previous)}, which is no longer running"
+        return None
 
     def release(self) -> None:
-        """Removes the lock if this process still holds it, and the folder if the lock created it and a
-        refused run left it empty."""
-        folder = os.path.dirname(self.path) or "."
-        if self.held and (read_lock(folder) or {}).get("pid") == self.record["pid"]:
-            os.remove(self.path)
-            if self.created_folder and not os.listdir(folder):
-                os.rmdir(folder)
-        self.held = False
+        """Removes the lock file and releases the lock (in that order, so that no one locks a removed file),
+        and removes the folder if the lock created it and a refused run left it empty."""
+        if self.descriptor is None:
+            return
+        os.remove(self.path)
+        os.close(self.descriptor)
+        self.descriptor = None
+        if self.created_folder and not os.listdir(self.output_dir):
+            os.rmdir(self.output_dir)
+
+
+# Recorded facts that are not flags, and how a difference in them is worded.
+RECORDED_FACTS = {
+    "forget_data_digest": "the forget images or their captions changed",
+    "remain_data_digest": "the remain images or their captions changed",
+    "num_processes": "the number of processes",
+}
 
 
 def argument_differences(recorded: dict, current: dict) -> list[str]:
@@ -162,6 +180,12 @@ def argument_differences(recorded: dict, current: dict) -> list[str]:
     differences = []
     for name in sorted(set(recorded) | set(current)):
         if name in MAY_DIFFER_ON_RESUME or recorded.get(name) == current.get(name):
+            continue
+        if name.endswith("_data_digest"):
+            differences.append(RECORDED_FACTS[name])
+            continue
+        if name in RECORDED_FACTS:
+            differences.append(f"{RECORDED_FACTS[name]} {recorded.get(name)} (now {current.get(name)})")
             continue
         if (
             name == "max_train_steps"

@@ -85,3 +85,28 @@ def one_step_image(pipeline):
         output_type="np",
         generator=torch.Generator().manual_seed(0),
     ).images
+
+
+def pipeline_as_trained(pipeline_class, base_model: str, checkpoint: str, rank: int, alpha: float):
+    """The base pipeline with the LoRA adapters exactly as training held them in memory: adapters added as the
+    script adds them, loaded with a checkpoint's trainable parameters (what resuming restores)."""
+    from safetensors.torch import load_file
+
+    from pipelines.checkpoints import TRAINABLE_WEIGHTS_FILE
+    from pipelines.options import DEFAULT_LORA_TARGET_MODULES
+    from pipelines.trainable import add_lora_adapters
+
+    pipeline = pipeline_class.from_pretrained(base_model)
+    add_lora_adapters(pipeline.unet, rank, alpha, "full", DEFAULT_LORA_TARGET_MODULES)
+    state = load_file(os.path.join(checkpoint, TRAINABLE_WEIGHTS_FILE))
+    missing = pipeline.unet.load_state_dict(state, strict=False)
+    assert not missing.unexpected_keys and all("lora" not in key for key in missing.missing_keys)
+    return pipeline
+
+
+def lora_strength_arguments(steps: int = 2) -> list[str]:
+    """A LoRA run whose alpha differs from its rank (scale 4), checkpointed at its last step, saved both ways."""
+    return [
+        *("--use_lora", "--rank", "4", "--lora_alpha", "16", "--learning_rate", "1e-2", "--save_as", "both"),
+        *("--max_train_steps", str(steps), "--checkpointing_steps", str(steps)),
+    ]

@@ -1,11 +1,14 @@
-"""Runs train_erasediff.py with one *library* call made to SIGKILL the process at a chosen point of writing
-checkpoint N (our own code is never replaced), as a crash or an out-of-memory kill would:
+"""Runs train_erasediff.py with one *library* call made to signal the process at a chosen point (our own
+code is never replaced): SIGKILL while checkpoint N is written, as a crash or an out-of-memory kill would,
+or another signal (KILL_SIGNAL=SIGINT, SIGTERM) while the final result is written:
 
     KILL_AT=<point> KILL_STEP=<N> python tests/killing_launcher.py <train_erasediff.py arguments>
 
 Points: ``writing`` (inside accelerate's save_state, after the first file of .checkpoint-N.partial),
 ``before_rename`` and ``after_rename`` (around the os.replace that names checkpoint-N), ``rotation`` (when the
-first older checkpoint is being deleted after checkpoint-N is in place).
+first older checkpoint is being deleted after checkpoint-N is in place), ``final_save`` (the first file the
+final save writes; the process goes on unless the signal ends it), ``first_image`` (PIL's save of the first
+generated image, before training).
 """
 
 import os
@@ -16,21 +19,26 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINT = os.environ["KILL_AT"]
-STEP = os.environ["KILL_STEP"]
+STEP = os.environ.get("KILL_STEP", "")
+
+
+SIGNAL = getattr(signal, os.environ.get("KILL_SIGNAL", "SIGKILL"))
 
 
 def die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNAL)
 
 
-def patch_writing() -> None:
+def patch_writing(fragment: str) -> None:
     import safetensors.torch
 
     original = safetensors.torch.save_file
+    state = {"sent": False}
 
     def save_file(tensors, filename, *args, **kwargs):
         result = original(tensors, filename, *args, **kwargs)
-        if f".checkpoint-{STEP}.partial" in str(filename):
+        if fragment in str(filename) and not state["sent"]:
+            state["sent"] = True
             die()
         return result
 
@@ -65,8 +73,22 @@ def patch_rotation() -> None:
     shutil.rmtree = rmtree
 
 
+def patch_image_save() -> None:
+    from PIL import Image
+
+    original = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        die()
+        return original(self, fp, *args, **kwargs)
+
+    Image.Image.save = save
+
+
 PATCHES = {
-    "writing": patch_writing,
+    "writing": lambda: patch_writing(f".checkpoint-{STEP}.partial"),
+    "final_save": lambda: patch_writing(".final.partial"),
+    "first_image": lambda: patch_image_save(),
     "before_rename": lambda: patch_replace(after=False),
     "after_rename": lambda: patch_replace(after=True),
     "rotation": patch_rotation,

@@ -162,3 +162,18 @@ def test_argument_parsing_imports_neither_torch_nor_diffusers(tmp_path):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", check], check=True, cwd=ROOT, timeout=60)
+
+
+def test_every_flag_shows_its_default_in_help_and_is_documented():
+    from train_erasediff import DefaultsHelpFormatter, build_parser
+
+    parser = build_parser()
+    formatter = DefaultsHelpFormatter("train_erasediff.py")
+    usage = open(os.path.join(ROOT, "docs", "usage.md"), encoding="utf-8").read()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert "default" in formatter._get_help_string(action).lower(), action.option_strings
+        assert f"`{action.option_strings[0]}`" in usage or f"{action.option_strings[0]}`" in usage, (
+            f"{action.option_strings[0]} is not in docs/usage.md"
+        )

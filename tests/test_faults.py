@@ -4,6 +4,7 @@ other arguments, reruns into a used folder, the output-folder lock, a full disk,
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, tiny_run_args
+from conftest import ROOT, tiny_run_args, write_image_folder
 from safetensors.torch import load_file
 
 from pipelines.checkpoints import MANIFEST_FILE, list_checkpoints
@@ -137,17 +138,27 @@ def test_a_truncated_checkpoint_named_explicitly_is_one_line_naming_the_file_and
     assert f"resume from {output / 'checkpoint-1'} instead" in message
 
 
-def test_a_corrupt_checkpoint_file_of_the_right_size_is_named(finished_run, tiny_model, tmp_path):
+@pytest.mark.parametrize("name", ["trainable_parameters.safetensors", "optimizer.bin"])
+def test_a_checkpoint_file_corrupted_at_its_size_is_named_and_skipped_by_latest(
+    name, finished_run, tiny_model, tmp_path, caplog
+):
     output = copy_of(finished_run, tmp_path)
-    weights = output / "checkpoint-2" / "trainable_parameters.safetensors"
-    weights.write_bytes(b"\xff" * weights.stat().st_size)
-    argv = arguments(
-        tiny_model, output, "--max_train_steps", "3", "--resume_from_checkpoint", str(output / "checkpoint-2")
+    damaged = output / "checkpoint-2" / name
+    content = bytearray(damaged.read_bytes())
+    content[len(content) // 2 : len(content) // 2 + 64] = os.urandom(64)  # same size, other bytes
+    damaged.write_bytes(bytes(content))
+    named = str(output / "checkpoint-2")
+    with pytest.raises(InputError) as caught:
+        main(parse_args(arguments(tiny_model, output, "--max_train_steps", "3", "--resume_from_checkpoint", named)))
+    assert str(caught.value) == (
+        f"--resume_from_checkpoint {named} cannot be resumed from: {damaged} is corrupt "
+        f"(its SHA-256 differs from the one written); resume from {output / 'checkpoint-1'} instead"
     )
-    with pytest.raises(
-        InputError, match=rf"cannot load {weights}: it is corrupt .*resume from .*checkpoint-1 instead"
-    ):
-        main(parse_args(argv))
+    os.remove(output / LORA_WEIGHTS_FILE)
+    caplog.set_level("INFO")
+    main(parse_args(arguments(tiny_model, output, "--max_train_steps", "3", "--resume_from_checkpoint", "latest")))
+    assert f"skipped {output / 'checkpoint-2'}: {damaged} is corrupt" in caplog.text
+    assert f"Resumed from {output / 'checkpoint-1'} at step 1" in caplog.text
 
 
 def test_a_checkpoint_with_unsafe_pickles_is_refused_without_suggesting_to_turn_the_check_off(
@@ -160,7 +171,10 @@ def test_a_checkpoint_with_unsafe_pickles_is_refused_without_suggesting_to_turn_
     torch.save({"last_epoch": fractions.Fraction(1, 3)}, scheduler_file)  # not a plain weights object
     manifest_path = output / "checkpoint-2" / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
-    manifest["files"]["scheduler.bin"] = scheduler_file.stat().st_size
+    manifest["files"]["scheduler.bin"] = {
+        "bytes": scheduler_file.stat().st_size,
+        "sha256": hashlib.sha256(scheduler_file.read_bytes()).hexdigest(),
+    }
     manifest_path.write_text(json.dumps(manifest))
     argv = arguments(
         tiny_model, output, "--max_train_steps", "3", "--resume_from_checkpoint", str(output / "checkpoint-2")
@@ -261,26 +275,55 @@ def test_a_finished_folder_without_checkpoints_cannot_be_restarted_through_lates
     assert snapshot(output) == before
 
 
-def test_a_lock_held_by_a_live_process_refuses_and_a_dead_one_is_taken_over(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        import socket
+HOLD_THE_LOCK = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from pipelines.run_folder import OutputLock
+OutputLock(sys.argv[2]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
 
-        (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
-        with pytest.raises(InputError, match=rf"is in use by process {sleeper.pid} on this host"):
+
+def test_a_lock_held_by_a_live_process_refuses_and_a_dead_ones_is_taken_over(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, ROOT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"is in use by process {holder.pid} on this host"):
             check_output_dir(str(tmp_path), overwrite=False)
-        with pytest.raises(InputError, match="is in use"):
+        with pytest.raises(InputError, match=rf"is in use by process {holder.pid} on this host"):
             OutputLock(str(tmp_path)).acquire()
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    check_output_dir(str(tmp_path), overwrite=False)  # the lock alone is not content
+        holder.kill()  # SIGKILL: the holder cannot clean up, its lock file stays
+        holder.wait()
+    assert (tmp_path / LOCK_FILE).exists()
+    check_output_dir(str(tmp_path), overwrite=False)  # a lock file alone is neither content nor a lock
     lock = OutputLock(str(tmp_path))
-    assert f"took over the lock of process {sleeper.pid}" in lock.acquire()
+    assert lock.acquire() == f"took over the lock of process {holder.pid} on this host, which is no longer running"
     assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == os.getpid()
     lock.release()
     assert not (tmp_path / LOCK_FILE).exists()
     assert LOCK_FILE in upload_ignore_patterns("logs", False, False, False)
+
+
+def test_a_garbage_lock_file_holds_nothing(tmp_path):
+    for garbage in ('{"pid": "abc"}', "[1, 2]", '{"pid": 1e30}', "not json"):
+        (tmp_path / LOCK_FILE).write_text(garbage)
+        lock = OutputLock(str(tmp_path))
+        lock.acquire()
+        lock.release()
+
+
+def test_a_run_that_finished_into_the_folder_after_parsing_is_not_overwritten(tiny_model, tmp_path):
+    output = tmp_path / "raced"
+    late = parse_args(arguments(tiny_model, output, "--max_train_steps", "1", "--learning_rate", "0.5"))
+    main(parse_args(arguments(tiny_model, output, "--max_train_steps", "1")))  # finishes first
+    before = snapshot(output)
+    with pytest.raises(InputError, match="holds a finished EraseDiff run"):
+        main(late)
+    assert snapshot(output) == before
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused(tiny_model, tmp_path):
@@ -444,3 +487,158 @@ def test_the_run_logs_a_start_and_an_end_summary(tiny_model, tmp_path, caplog):
     assert "training: LoRA adapters (--train_method full)" in log and "precision: no" in log
     assert f"{output / LORA_WEIGHTS_FILE}: the erased model" in log
     assert "wall time:" in log and f"pipe.load_lora_weights({str(output)!r})" in log
+
+
+def run_launched(model, output, point, signal_name, *extra):
+    """train_erasediff.py through the launcher that signals it at ``point``."""
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "killing_launcher.py"), *arguments(model, output, *extra)],
+        env={**SUBPROCESS_ENV, "KILL_AT": point, "KILL_SIGNAL": signal_name},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_signal_during_the_final_save_finishes_the_model_and_card_then_stops_with_a_checkpoint(tiny_model, tmp_path):
+    output = tmp_path / "final"
+    process = run_launched(tiny_model, output, "final_save", "SIGINT", "--max_train_steps", "2")
+    assert process.returncode == 130, process.stderr[-2000:]
+    last_line = process.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: stopped by SIGINT after step 2; saved ") and "checkpoint-2" in last_line
+    assert (output / LORA_WEIGHTS_FILE).exists() and (output / "README.md").exists()
+    assert not (output / LOCK_FILE).exists() and not (output / ".final.partial").exists()
+    finished = lora_weights(output)
+    main(parse_args(arguments(tiny_model, output, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")))
+    assert_same_weights(lora_weights(output), finished)
+
+
+def test_sigterm_before_training_stops_at_once_with_143_and_no_lock(tiny_model, tmp_path):
+    output = tmp_path / "early"
+    # The first generated image: data generation, before the first step.
+    process = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "killing_launcher.py"), *arguments(tiny_model, output)],
+        env={**SUBPROCESS_ENV, "KILL_AT": "first_image", "KILL_SIGNAL": "SIGTERM"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 143, process.stderr[-2000:]
+    assert process.stderr.strip().splitlines()[-1] == (
+        "error: stopped at once by SIGTERM before training started; continue with --resume_from_checkpoint latest"
+    )
+    assert not (output / LOCK_FILE).exists()
+
+
+# Other runs' files are never deleted or taken -------------------------------------------------------
+
+
+def test_overwrite_output_dir_never_deletes_files_in_the_generated_data_folder(tiny_model, tmp_path):
+    output = tmp_path / "theirs"
+    write_image_folder(output / "data" / "forget", ["a cat", "a dog"])
+    before = snapshot(output)
+    with pytest.raises(InputError, match=r"data/forget holds files that were not generated by train_erasediff.py"):
+        main(parse_args(arguments(tiny_model, output, "--max_train_steps", "1", "--overwrite_output_dir")))
+    assert {k: v for k, v in snapshot(output).items() if k in before} == before
+
+
+def test_changed_remain_images_refuse_the_resume(tiny_model, tmp_path):
+    folder = write_image_folder(tmp_path / "remain", ["a cat", "a dog"])
+    output = tmp_path / "data-run"
+    extra = ["--remain_data_dir", folder, "--max_train_steps", "1", "--checkpointing_steps", "1"]
+    main(parse_args(arguments(tiny_model, output, *extra)))
+    os.remove(output / LORA_WEIGHTS_FILE)
+    write_image_folder(tmp_path / "remain", ["a cat", "a dog"], seed=1)  # same names, other pixels
+    with pytest.raises(InputError, match="the remain images or their captions changed"):
+        main(parse_args(arguments(tiny_model, output, *extra, "--resume_from_checkpoint", "latest")))
+
+
+def test_a_checkpoint_resumed_into_another_runs_folder_is_refused(finished_run, tiny_model, tmp_path):
+    other = tmp_path / "other"
+    main(parse_args(arguments(tiny_model, other, "--max_train_steps", "1")))
+    before = snapshot(other)
+    named = str(finished_run / "checkpoint-1")
+    with pytest.raises(InputError, match=r"belongs to run \w+, but --output_dir .* holds run \w+"):
+        main(parse_args(arguments(tiny_model, other, "--max_train_steps", "2", "--resume_from_checkpoint", named)))
+    assert snapshot(other) == before
+
+
+def test_a_foreign_checkpoint_in_the_way_is_kept_under_another_name(finished_run, tiny_model, tmp_path):
+    output = tmp_path / "crowded"
+    extra = ["--checkpointing_steps", "1"]
+    main(parse_args(arguments(tiny_model, output, *extra, "--max_train_steps", "1")))
+    os.remove(output / LORA_WEIGHTS_FILE)
+    foreign = finished_run / "checkpoint-2"
+    shutil.copytree(foreign, output / "checkpoint-2")
+    (output / "checkpoint-2" / "note.txt").write_text("someone else's")
+    main(
+        parse_args(
+            arguments(tiny_model, output, *extra, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
+        )
+    )
+    assert (output / "checkpoint-2.replaced" / "note.txt").read_text() == "someone else's"
+    ours = json.loads((output / "checkpoint-2" / MANIFEST_FILE).read_text())["run_id"]
+    assert ours == json.loads((output / ARGS_FILE).read_text())["run_id"]
+    assert ours != json.loads((foreign / MANIFEST_FILE).read_text())["run_id"]
+
+
+def test_a_scale_lr_run_resumes_and_records_one_learning_rate(tiny_model, tmp_path):
+    output = tmp_path / "scaled"
+    extra = ["--scale_lr", "--learning_rate", "1e-4", "--checkpointing_steps", "1"]
+    main(parse_args(arguments(tiny_model, output, *extra, "--max_train_steps", "1")))
+    os.remove(output / LORA_WEIGHTS_FILE)
+    main(
+        parse_args(
+            arguments(tiny_model, output, *extra, "--max_train_steps", "2", "--resume_from_checkpoint", "latest")
+        )
+    )
+    manifest = json.loads((output / "checkpoint-2" / MANIFEST_FILE).read_text())
+    assert (
+        manifest["arguments"]["learning_rate"] == json.loads((output / ARGS_FILE).read_text())["learning_rate"] == 1e-4
+    )
+    assert "1e-4 (constant), scaled to 0.0004 by --scale_lr" in (output / "README.md").read_text().replace(
+        "0.0001", "1e-4"
+    )
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MB tmpfs (where this machine lets the test mount one; the tests above make safetensors
+    raise ENOSPC instead)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the ENOSPC tests cover it")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill(disk, leave_bytes: int) -> None:
+    """Fills ``disk`` up to ``leave_bytes`` of free space."""
+    stats = os.statvfs(disk)
+    free = stats.f_bavail * stats.f_frsize
+    with open(os.path.join(disk, f"filler-{time.monotonic_ns()}"), "wb") as handle:
+        handle.write(b"\0" * max(0, free - leave_bytes))
+
+
+def test_a_real_full_disk_is_one_line_and_keeps_the_checkpoints(small_disk, tiny_model):
+    output = small_disk / "run"
+    extra = ["--checkpointing_steps", "1"]
+    main(parse_args(arguments(tiny_model, output, *extra, "--max_train_steps", "1")))
+    os.remove(output / LORA_WEIGHTS_FILE)  # an unfinished run with checkpoint-1
+    kept = snapshot(output / "checkpoint-1")
+
+    fill(small_disk, 8 * 1024)  # room for the validation grid, not for the final save
+    resume = ["--resume_from_checkpoint", "latest"]
+    with pytest.raises(TrainingError) as caught:
+        main(parse_args(arguments(tiny_model, output, *extra, "--max_train_steps", "1", *resume)))
+    assert str(caught.value).startswith(f"no space left on the device while writing {output}; the partial folder")
+    assert "checkpoint-1, is intact" in str(caught.value) and "\n" not in str(caught.value)
+    assert not (output / LORA_WEIGHTS_FILE).exists() and not (output / ".final.partial").exists()
+
+    with pytest.raises(TrainingError, match=r"while writing .*checkpoint-2; the partial folder was removed"):
+        main(parse_args(arguments(tiny_model, output, *extra, "--max_train_steps", "2", *resume)))
+    assert snapshot(output / "checkpoint-1") == kept
+    assert not [name for name in os.listdir(output) if name.startswith(".checkpoint-")]
+    assert not (output / LOCK_FILE).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,7 +103,7 @@ def test_metadata_entries_outside_the_folder_are_refused(file_name, tmp_path):
     os.symlink(tmp_path / "outside.png", folder / "link.png")
     with open(folder / "metadata.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"file_name": file_name, "text": "x"}) + "\n")
-    with pytest.raises(InputError, match=rf"line 2: file_name '{file_name}' points outside"):
+    with pytest.raises(InputError, match=rf"line 2: file_name '{file_name}' is not a path inside"):
         read_image_folder(str(folder), "--forget_data_dir")
 
 
@@ -162,3 +163,65 @@ def test_the_default_model_unreachable_is_one_line_at_once(environment, expected
     assert expected in last_line and "--pretrained_model_name_or_path also takes a local diffusers folder" in last_line
     assert "Traceback" not in process.stderr
     assert elapsed < 30, f"took {elapsed:.0f} s"
+
+
+def test_a_transparent_colour_and_lab_images_convert_to_what_they_show(tmp_path):
+    import io
+
+    for mode, colour, other in (("RGB", (10, 20, 30), (1, 2, 3)), ("L", 7, 1)):
+        image = Image.new(mode, (2, 1), colour)
+        image.putpixel((1, 0), other)
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", transparency=colour)  # a tRNS chunk: that colour is transparent
+        buffer.seek(0)
+        shown = pixels(Image.open(buffer))[0]
+        np.testing.assert_array_equal(shown[0], [255, 255, 255])
+        assert tuple(shown[1]) != (255, 255, 255)
+    white, red = Image.new("LAB", (1, 1), (255, 128, 128)), Image.new("LAB", (1, 1), (136, 208, 195))
+    assert (pixels(white)[0, 0] >= 250).all()
+    r, g, b = pixels(red)[0, 0]
+    assert r > 200 and g < 60 and b < 60
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("5", "line 2 is not a JSON object"),
+        ('"img0.png a cat"', "line 2 is not a JSON object"),
+        ('{"file_name": "img0.png", "text": null}', "line 2: the caption 'text' is null"),
+        ('{"file_name": "a\\u0000b.png", "text": "x"}', "line 2: file_name 'a\\x00b.png' is not a path inside"),
+        ('{"file_name": 5, "text": "x"}', "line 2: file_name 5 is not a path inside"),
+    ],
+)
+def test_metadata_lines_that_are_not_records_are_named(line, message, tmp_path):
+    folder = write_image_folder(tmp_path / "images", ["a cat"])
+    with open(os.path.join(folder, "metadata.jsonl"), "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_image_folder(folder, "--forget_data_dir")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--learning_rate=-1"], "--learning_rate must be positive, got -1.0"),
+        (["--adam_beta1", "2"], "--adam_beta1 must be in [0, 1), got 2.0"),
+        (["--adam_epsilon=-1"], "--adam_epsilon must not be negative, got -1.0"),
+        (["--seed=-1"], "--seed must be in [0, 2**32), got -1"),
+        (["--seed", "99999999999"], "--seed must be in [0, 2**32), got 99999999999"),
+        (["--report_to", "bogus"], "--report_to bogus is not a tracker; choose from tensorboard"),
+        (["--forget_prompts", "typo_prompts.txt"], "the prompt file typo_prompts.txt does not exist"),
+    ],
+)
+def test_more_bad_arguments_are_refused_at_parse_time(extra, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        parse_args(["--concept", "x", "--output_dir", str(tmp_path / "o"), *extra])
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_the_tracker_choices_are_accelerates():
+    from accelerate.utils import LoggerType
+
+    from pipelines.options import REPORT_TO_CHOICES
+
+    assert set(REPORT_TO_CHOICES) == {t.value for t in LoggerType} | {"none"}

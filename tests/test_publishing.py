@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, tiny_run_args
+from conftest import ROOT, lora_strength_arguments, pipeline_as_trained, tiny_run_args
 from diffusers import StableDiffusionPipeline
 from fake_hub import FakeHub
 from huggingface_hub import ModelCard
@@ -57,6 +57,42 @@ def lora_run(tiny_model, tmp_path_factory):
     output = tmp_path_factory.mktemp("published") / "lora"
     train(tiny_model, output, "--use_lora", "--save_as", "both", "--learning_rate", "1e-2")
     return output
+
+
+def test_lora_loads_and_fuses_at_the_strength_it_was_trained_at(tiny_model, tmp_path):
+    output = tmp_path / "alpha"
+    main(parse_args(tiny_run_args(tiny_model, output, "--concept", "van gogh", *lora_strength_arguments())))
+    trained = images(pipeline_as_trained(StableDiffusionPipeline, tiny_model, str(output / "checkpoint-2"), 4, 16.0))
+    stock = StableDiffusionPipeline.from_pretrained(tiny_model)
+    stock.load_lora_weights(str(output))
+    fused = StableDiffusionPipeline.from_pretrained(str(output / "fused"))
+    np.testing.assert_allclose(images(stock), trained, atol=1e-4)
+    np.testing.assert_allclose(images(fused), trained, atol=1e-4)
+    np.testing.assert_allclose(images(load_erased_pipeline(str(output))), trained, atol=1e-4)
+    untrained = images(StableDiffusionPipeline.from_pretrained(tiny_model))
+    assert np.abs(untrained - trained).max() > 1e-2  # the adapter matters, so equality above means something
+
+    # The checkpoint holds loadable LoRA weights too, and the kohya file loads to the same images.
+    for folder, weight_name in ((output / "checkpoint-2", None), (output, "lora_kohya.safetensors")):
+        other = StableDiffusionPipeline.from_pretrained(tiny_model)
+        other.load_lora_weights(str(folder), weight_name=weight_name)
+        np.testing.assert_allclose(images(other), trained, atol=1e-4)
+
+
+def test_the_kohya_file_uses_kohyas_sd_names_and_the_true_alpha(tiny_model, tmp_path):
+    from safetensors import safe_open
+
+    output = tmp_path / "kohya"
+    main(parse_args(tiny_run_args(tiny_model, output, "--concept", "van gogh", *lora_strength_arguments(1))))
+    with safe_open(str(output / "lora_kohya.safetensors"), "pt") as handle:
+        keys, metadata = set(handle.keys()), handle.metadata()
+        alphas = {key: handle.get_tensor(key).item() for key in keys if key.endswith(".alpha")}
+    module = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    assert {f"{module}.lora_down.weight", f"{module}.lora_up.weight", f"{module}.alpha"} <= keys
+    assert "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_attn2_to_out_0.lora_up.weight" in keys
+    assert all(key.startswith("lora_unet_") for key in keys)
+    assert set(alphas.values()) == {16.0} and len(alphas) == len(keys) // 3
+    assert metadata["ss_network_dim"] == "4" and metadata["ss_network_alpha"] == "16"
 
 
 def test_card_metadata_and_sections(lora_run, tiny_model):
@@ -137,8 +173,19 @@ def test_full_run_accepts_only_pipeline_and_token_is_refused_with_wandb(capsys, 
 def test_push_without_credentials_is_refused(tiny_model, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
-    with pytest.raises(InputError, match="--push_to_hub needs Hub credentials"):
+    with pytest.raises(InputError, match="--push_to_hub needs Hub credentials: run `hf auth login`"):
         train(tiny_model, tmp_path / "out", "--push_to_hub")
+
+
+def test_the_login_command_we_name_exists_and_the_old_one_is_named_nowhere():
+    hf = os.path.join(os.path.dirname(sys.executable), "hf")
+    assert subprocess.run([hf, "auth", "login", "--help"], capture_output=True).returncode == 0
+    for folder, _, names in os.walk(ROOT):
+        if any(part.startswith(".") for part in folder.split(os.sep)):
+            continue
+        for name in names:
+            if name.endswith((".py", ".md")) and name != os.path.basename(__file__):
+                assert "huggingface-cli" not in open(os.path.join(folder, name), encoding="utf-8").read(), name
 
 
 def test_push_uploads_the_folder_without_checkpoints_data_or_logs_and_never_writes_the_token(tiny_model, tmp_path):

@@ -2,10 +2,12 @@
 
 import re
 
+import numpy as np
 import torch
-from conftest import one_step_image, tiny_run_args, write_image_folder
+from conftest import lora_strength_arguments, one_step_image, pipeline_as_trained, tiny_run_args, write_image_folder
 from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 
 from pipelines.data_sources import read_image_folder
 from pipelines.latent_cache import EncodedImageSet
@@ -87,6 +89,32 @@ def test_sdxl_lora_loads_into_the_base_pipeline_and_through_the_loader(tiny_sdxl
     torch.testing.assert_close(torch.from_numpy(one_step_image(loaded)), torch.from_numpy(one_step_image(by_hand)))
     card = (output / "README.md").read_text()
     assert re.search(r"pipe = StableDiffusionXLPipeline.from_pretrained\(.*\)\npipe.load_lora_weights", card)
+
+
+def test_sdxl_lora_loads_and_fuses_at_the_strength_it_was_trained_at(tiny_sdxl_model, tmp_path):
+    output = tmp_path / "alpha"
+    train(tiny_sdxl_model, output, *lora_strength_arguments())
+    trained = pipeline_as_trained(StableDiffusionXLPipeline, tiny_sdxl_model, str(output / "checkpoint-2"), 4, 16.0)
+    stock = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)
+    stock.load_lora_weights(str(output))
+    fused = StableDiffusionXLPipeline.from_pretrained(str(output / "fused"))
+    expected = one_step_image(trained)
+    np.testing.assert_allclose(one_step_image(stock), expected, atol=1e-4)
+    np.testing.assert_allclose(one_step_image(fused), expected, atol=1e-4)
+    assert np.abs(one_step_image(StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)) - expected).max() > 1e-3
+
+    kohya = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model)
+    kohya.load_lora_weights(str(output), weight_name="lora_kohya.safetensors")
+    np.testing.assert_allclose(one_step_image(kohya), expected, atol=1e-4)
+    # kohya's SDXL scripts name modules as the original (SGM) UNet does: input block 0 is conv_in, so
+    # down_blocks.0.attentions.0 is input_blocks.1.1 (SDXL's down_blocks.1.attentions.0 is input_blocks.4.1).
+    keys = set(load_file(str(output / "lora_kohya.safetensors")))
+    layers = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model).unet.config.layers_per_block
+    assert all(key.startswith("lora_unet_") for key in keys)
+    assert not [key for key in keys if "down_blocks" in key or "up_blocks" in key or "mid_block" in key]
+    first_down = 0 * (layers + 1) + 0 + 1
+    assert f"lora_unet_input_blocks_{first_down}_1_transformer_blocks_0_attn1_to_q.lora_down.weight" in keys
+    assert any(key.startswith("lora_unet_output_blocks_") for key in keys)
 
 
 def test_sdxl_time_ids_carry_the_original_size_and_the_crop(tiny_sdxl_model, tmp_path):
