@@ -579,7 +579,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
     from pipelines.objective import ForgetNoise, constraint_gap, known_forget_minimum
     from pipelines.options import effective_learning_rate
     from pipelines.outputs import public_arguments, recorded_form, save_arguments
-    from pipelines.publishing import create_hub_repo, upload_ignore_patterns, upload_output
+    from pipelines.publishing import create_hub_repo, publish_folder, upload_ignore_patterns
     from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
     from pipelines.resuming import load_checkpoint, plan_resume, save_checkpoint
     from pipelines.teacher import FrozenTeacher
@@ -872,6 +872,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             cross_attention_dim=trained_unet.config.cross_attention_dim,
             fused_folder=fused_folder,
             family=models.family,
+            validation_prompts=validation_prompts,
         )
         write_model_card(args, **card)
         # The model and its card are complete: a signal from here on stops at once.
@@ -897,7 +898,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             ignore = upload_ignore_patterns(
                 args.logging_dir, args.push_checkpoints, args.push_generated_data, args.push_logs
             )
-            upload_output(repo_id, args.output_dir, args.hub_token, ignore)
+            publish_folder(args.output_dir, repo_id, args.hub_token, ignore, "EraseDiff: erased model")
             logger.info("Pushed %s to the Hub as %s.", args.output_dir, repo_id)
         logger.info(
             end_summary(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .model_family import PIPELINE_CLASS_NAMES, SD, SDXL
 from .options import effective_learning_rate
 from .outputs import LORA_WEIGHTS_FILE
-from .validation import VALIDATION_GRID_FILE
+from .validation import VALIDATION_GRID_FILE, widget_image_name
 
 CARD_FILE = "README.md"
 FAMILY_TAGS = {
@@ -74,9 +74,31 @@ def base_model_license(base_model: str, cross_attention_dim: int | None = None) 
     return None
 
 
+LORA_TAGS = ("lora", "template:sd-lora")  # as diffusers' LoRA training scripts tag their cards
+
+
 def card_tags(family: str, is_lora: bool) -> list[str]:
-    """The card's tags: the model family's, the common ones, and ``lora`` for LoRA runs."""
-    return [*FAMILY_TAGS[family], *COMMON_TAGS, *(["lora"] if is_lora else [])]
+    """The card's tags: the model family's, the common ones, and diffusers' LoRA tags for LoRA runs."""
+    return [*FAMILY_TAGS[family], *COMMON_TAGS, *(LORA_TAGS if is_lora else ())]
+
+
+def code_version() -> str:
+    """This code's git commit, when it runs from a checkout (the card records what made the model)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "not from a git checkout"
+    return f"commit {commit.stdout.strip()}" if commit.returncode == 0 else "not from a git checkout"
+
+
+def widget(prompts: list[str]) -> list[dict]:
+    """The Hub widget's examples: each validation prompt with this model's first image for it."""
+    return [{"text": prompt, "output": {"url": widget_image_name(i, "after")}} for i, prompt in enumerate(prompts)]
 
 
 def load_snippet(base_model: str, model_reference: str, is_lora: bool, prompt: str, family: str = SD) -> str:
@@ -109,6 +131,12 @@ REMAIN_TARGET_WORDS = {
 }
 
 
+def _samples_per_step(args, per_process: int) -> str:
+    processes = getattr(args, "num_processes", 1)
+    total = per_process * processes * args.gradient_accumulation_steps
+    return f"{per_process} per process × {processes} processes × {args.gradient_accumulation_steps} accumulation = {total}"
+
+
 def _hyperparameter_rows(args) -> list[tuple[str, str]]:
     rows = [
         ("remain objective", REMAIN_TARGET_WORDS[args.remain_target]),
@@ -125,10 +153,8 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
         ),
         ("inner steps K", f"{args.inner_steps}" + (" (closed-form f*)" if args.inner_steps == 0 else "")),
         ("training steps", str(args.max_train_steps)),
-        (
-            "batch (remain + forget) × accumulation",
-            f"({args.train_batch_size} + {args.forget_batch_size}) × {args.gradient_accumulation_steps}",
-        ),
+        ("remain samples per step", _samples_per_step(args, args.train_batch_size)),
+        ("forget samples per step", _samples_per_step(args, args.forget_batch_size)),
         ("remain samples with the empty prompt", f"{args.proportion_empty_prompts:.0%}")
         if args.proportion_empty_prompts > 0
         else None,
@@ -145,7 +171,6 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
             else "no",
         ),
         ("precision", args.mixed_precision or "accelerate default"),
-        ("processes", str(getattr(args, "num_processes", 1))),
         ("resolution", str(args.resolution)),
         ("seed", str(args.seed)),
     ]
@@ -202,7 +227,8 @@ def card_body(
         ]
     lines += [
         "",
-        "Or with this project's loader, which finds the base model by itself:",
+        "Or with `load_erased_pipeline` from `pipelines/loading.py` of the code that made this model "
+        f"(EraseDiff for diffusers, `train_erasediff.py`, {code_version()}), which finds the base model by itself:",
         "",
         "```python",
         "from pipelines.loading import load_erased_pipeline",
@@ -258,8 +284,10 @@ def write_model_card(
     evaluation: str | None = None,
     fused_folder: str | None = None,
     family: str = SD,
+    validation_prompts: list[str] | None = None,
 ):
-    """Builds the card and writes ``<output_dir>/README.md``; returns the card."""
+    """Builds the card and writes ``<output_dir>/README.md``; returns the card. LoRA cards carry the widget
+    of diffusers' LoRA cards (the validation prompts with this model's images)."""
     from diffusers.utils.hub_utils import populate_model_card
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -269,6 +297,7 @@ def write_model_card(
         library_name="diffusers",
         base_model=args.pretrained_model_name_or_path,
         inference=True,
+        **({"widget": widget(validation_prompts)} if args.use_lora and validation_prompts else {}),
     )
     body = card_body(args, forget, remain, repo_id or args.output_dir, evaluation, fused_folder, family)
     card = ModelCard.from_template(metadata, template_str="---\n{{ card_data }}\n---\n\n{{ body }}", body=body)

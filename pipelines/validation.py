@@ -58,10 +58,23 @@ def before_after_grid(before: list[list[Image.Image]], after: list[list[Image.Im
     return make_image_grid(rows, rows=len(before), cols=len(before[0]) + len(after[0]))
 
 
+VALIDATION_IMAGES_DIR = "validation"
+
+
+def widget_image_name(prompt_index: int, phase: str) -> str:
+    """Where the first before/after image of a validation prompt is saved (the card's widget shows them)."""
+    return f"{VALIDATION_IMAGES_DIR}/{phase}_{prompt_index}.png"
+
+
 def save_validation_grid(before, after, output_dir: str) -> Image.Image:
-    """Writes ``validation_grid.png`` and returns the grid."""
+    """Writes ``validation_grid.png`` and the first before/after image of each prompt (``validation/``);
+    returns the grid."""
     grid = before_after_grid(before, after)
     grid.save(os.path.join(output_dir, VALIDATION_GRID_FILE))
+    os.makedirs(os.path.join(output_dir, VALIDATION_IMAGES_DIR), exist_ok=True)
+    for index, (row_before, row_after) in enumerate(zip(before, after)):
+        row_before[0].save(os.path.join(output_dir, widget_image_name(index, "before")))
+        row_after[0].save(os.path.join(output_dir, widget_image_name(index, "after")))
     return grid
 
 

@@ -75,6 +75,17 @@ def snapshot(folder) -> dict:
     }
 
 
+def launch(model, output, *extra, piped: bool = False) -> subprocess.Popen:
+    """train_erasediff.py as its own process (its output in text pipes with ``piped``)."""
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train_erasediff.py"), *arguments(model, output, *extra)],
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE if piped else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if piped else subprocess.DEVNULL,
+        text=True,
+    )
+
+
 # Checkpoint rotation under SIGKILL -------------------------------------------------------------------
 
 
@@ -328,16 +339,7 @@ def test_a_run_that_finished_into_the_folder_after_parsing_is_not_overwritten(ti
 
 def test_a_second_run_into_a_folder_in_use_is_refused(tiny_model, tmp_path):
     output = tmp_path / "busy"
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(ROOT, "train_erasediff.py"),
-            *arguments(tiny_model, output, "--max_train_steps", "400"),
-        ],
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = launch(tiny_model, output, "--max_train_steps", "400")
     try:
         deadline = time.monotonic() + 120
         while not (output / ARGS_FILE).exists() and time.monotonic() < deadline:
@@ -415,17 +417,7 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_earlier_ones(tiny_model, tmp_path
 
 
 def start_until_checkpoint(model, output, extra=()):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(ROOT, "train_erasediff.py"),
-            *arguments(model, output, "--max_train_steps", "300", "--checkpointing_steps", "2", *extra),
-        ],
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = launch(model, output, "--max_train_steps", "300", "--checkpointing_steps", "2", *extra, piped=True)
     deadline = time.monotonic() + 120
     while not (output / "checkpoint-2").is_dir() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -1,5 +1,6 @@
 """Model card, loading, export and Hub push of an erased model."""
 
+import json
 import os
 import re
 import subprocess
@@ -242,7 +243,7 @@ def test_push_uploads_the_folder_without_checkpoints_data_or_logs_and_never_writ
         "erased-van-gogh",
         "private",
     )
-    assert hub.validated and "base_model:" in hub.validated[0]
+    assert hub.validated and "base_model:" not in hub.validated[0]  # a local base: no Hub id to name
     assert all(header == f"Bearer {token}" for header in hub.authorizations)
     uploaded = set(hub.commits["someone/erased-van-gogh"])
     assert {"README.md", "pytorch_lora_weights.safetensors", "erasediff_args.json", "validation_grid.png"} <= uploaded
@@ -250,9 +251,83 @@ def test_push_uploads_the_folder_without_checkpoints_data_or_logs_and_never_writ
     assert os.path.isdir(output / "checkpoint-1") and os.path.isdir(output / "data") and os.path.isdir(output / "logs")
     card = hub.commits["someone/erased-van-gogh"]["README.md"].decode()
     assert "pipe.load_lora_weights('someone/erased-van-gogh')" in card
+    assert_publishes_no_local_path(hub.commits["someone/erased-van-gogh"], tiny_model, output)
+    published = ModelCard(card)
+    assert published.data.base_model is None and "BASE_MODEL" in card  # a local base with no Hub id
+    assert "template:sd-lora" in published.data.tags
+    assert [example["output"]["url"] for example in published.data.widget][:1] == ["validation/after_0.png"]
+    assert {"validation/after_0.png", "validation/before_0.png"} <= uploaded
 
     assert token not in result.stdout + result.stderr
     for folder, _, files in os.walk(output):
         for name in files:
             with open(os.path.join(folder, name), "rb") as handle:
                 assert token.encode() not in handle.read(), os.path.join(folder, name)
+
+
+def assert_publishes_no_local_path(commit: dict, *local_paths) -> None:
+    """No uploaded text file mentions a local path (the base model, the output folder, the temp folders)."""
+    for path, content in commit.items():
+        if path.endswith((".md", ".json", ".txt")):
+            text = content.decode()
+            for local in local_paths:
+                assert str(local) not in text, (path, str(local))
+            assert "/tmp/" not in text, path
+
+
+def hub_cache_copy(model: str, root) -> str:
+    """The tiny model where a Hub download would have put it: <cache>/models--owner--name/snapshots/<sha>."""
+    import shutil
+
+    snapshot = root / "hub" / "models--someone--tiny-sd" / "snapshots" / "0123456789abcdef"
+    shutil.copytree(model, snapshot)
+    return str(snapshot)
+
+
+def test_a_base_model_from_the_hub_cache_is_published_as_its_hub_id(tiny_model, tmp_path):
+    from pipelines.publishing import public_arguments_record, public_base_model, public_card_text
+
+    cached = hub_cache_copy(tiny_model, tmp_path)
+    assert public_base_model(cached) == "someone/tiny-sd"
+    assert public_base_model("CompVis/stable-diffusion-v1-4") == "CompVis/stable-diffusion-v1-4"
+    assert public_base_model(tiny_model) is None
+    output = tmp_path / "cached-base"
+    train(cached, output, "--use_lora")
+    recorded = json.loads((output / "erasediff_args.json").read_text())
+    card = public_card_text((output / "README.md").read_text(), recorded, "someone/erased")
+    assert ModelCard(card).data.base_model == "someone/tiny-sd"
+    assert "StableDiffusionPipeline.from_pretrained('someone/tiny-sd')" in card
+    assert cached not in card and str(output) not in card
+    assert public_arguments_record(recorded)["pretrained_model_name_or_path"] == "someone/tiny-sd"
+    assert public_arguments_record(recorded)["output_dir"] is None
+
+
+def test_a_finished_folder_can_be_published_later_with_the_same_rules(lora_run, tiny_model, tmp_path):
+    with FakeHub() as hub:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_TOKEN": "hf_LaterToken1234567890",
+        }
+        command = [sys.executable, "-m", "pipelines.publishing", str(lora_run), "--hub_model_id", "someone/later"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("to https://huggingface.co/someone/later")
+    commit = hub.commits["someone/later"]
+    assert {"README.md", "pytorch_lora_weights.safetensors", "lora_kohya.safetensors", "erasediff_args.json"} <= set(
+        commit
+    )
+    assert not [p for p in commit if p.startswith(("checkpoint-", "data/", "logs/"))]
+    assert_publishes_no_local_path(commit, tiny_model, lora_run)
+    assert "pipe.load_lora_weights('someone/later')" in commit["README.md"].decode()
+    assert json.loads(commit["erasediff_args.json"])["pretrained_model_name_or_path"] is None
+
+
+def test_publishing_later_refuses_a_folder_without_a_model(tmp_path, capsys):
+    from pipelines.publishing import main as publish
+
+    assert publish([str(tmp_path), "--hub_model_id", "someone/x"]) == 2
+    assert "holds no finished model" in capsys.readouterr().err
