@@ -662,7 +662,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             global_step,
             ("LoRA adapters" if args.use_lora else "UNet weights") + f" (--train_method {args.train_method})",
             sum(p.numel() for p in trainable),
-            f"{accelerator.mixed_precision} (trainable parameters in fp32, frozen ones in {models.weight_dtype})",
+            f"{accelerator.mixed_precision} (trainable parameters in fp32, frozen ones in {str(models.weight_dtype).removeprefix('torch.')})",
             args.output_dir,
         )
     )

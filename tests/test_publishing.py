@@ -105,6 +105,9 @@ def test_card_metadata_and_sections(lora_run, tiny_model):
         assert section in card.text
     assert "van gogh" in card.text and "bome" in card.text and "@article{wu2024erasediff" in card.text
     assert "| remain objective | teacher (the frozen base model's prediction" in card.text
+    assert "| remain samples per step | 4 per process × 1 processes × 1 accumulation = 4 |" in card.text
+    assert "| precision | no |" in card.text and "template:sd-lora" in card.data.tags
+    assert card.text.index("from diffusers import") < card.text.index("load_erased_pipeline")
     assert "local folder" in card.text  # the base was a local path, and the card says so
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.text):
         assert os.path.isfile(lora_run / image), image
