@@ -304,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere and newer GPUs.")
     training.add_argument(
+        "--allow_unverified_engine",
+        action="store_true",
+        help="Run under an FSDP or DeepSpeed setup whose GPU check has not passed yet (docs/usage.md, More than one GPU).",
+    )
+    training.add_argument(
         "--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Default: accelerate's configuration."
     )
     training.add_argument(
@@ -414,6 +419,7 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     from accelerate.utils import ProjectConfiguration
 
     from pipelines.console import configure_logging
+    from pipelines.engines import EngineSettings, check_engine, configure_deepspeed
     from pipelines.interruption import StopRequest
     from pipelines.models import check_model_reachable, check_resolution, check_runtime_support
     from pipelines.publishing import check_hub_credentials
@@ -435,6 +441,11 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         ),
     )
     configure_logging(accelerator.is_local_main_process)
+    engine = EngineSettings.of(accelerator)
+    check_engine(engine, run_shape(args, accelerator.num_processes), args.allow_unverified_engine)
+    if engine.kind == "deepspeed":
+        configure_deepspeed(accelerator.state.deepspeed_plugin, args.max_grad_norm, args.train_batch_size)
+    args.distributed_engine = engine.name
     # The lock is held for the whole run; nothing is written into the folder before it is taken.
     lock = OutputLock(args.output_dir)
     try:
@@ -447,7 +458,7 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
                 args.output_dir, args.overwrite_output_dir, resuming=bool(args.resume_from_checkpoint), lock_held=True
             )
         with StopRequest() as stop:
-            erase(args, accelerator, sys.argv[1:] if argv is None else argv, started, stop)
+            erase(args, accelerator, engine, sys.argv[1:] if argv is None else argv, started, stop)
     except (InputError, TrainingError):
         raise
     except Exception as error:  # a full disk anywhere (data, logs, grid, card) is one line too
@@ -457,9 +468,42 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
         lock.release()
 
 
-def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float, stop) -> None:
-    """Everything after the output folder is locked, in the order it happens; ``stop`` (StopRequest) holds
-    a Ctrl-C or SIGTERM."""
+def plain_unet(args: argparse.Namespace, models):
+    """A fresh, unwrapped UNet of the trained layout (LoRA adapters included) on the main device, for the
+    gathered state of a model FSDP or ZeRO-3 sharded."""
+    import torch
+    from diffusers.training_utils import cast_training_params
+
+    from pipelines.models import load_base_unet
+    from pipelines.trainable import add_lora_adapters, select_trainable_parameters
+
+    unet = load_base_unet(args).to(models.unet.device, dtype=models.weight_dtype)
+    if args.use_lora:
+        add_lora_adapters(unet, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules)
+    else:
+        select_trainable_parameters(unet, args.train_method)
+    cast_training_params(unet, dtype=torch.float32)
+    return unet
+
+
+def run_shape(args: argparse.Namespace, num_processes: int):
+    """The settings that decide which distributed engines run this correctly (pipelines/engines.py)."""
+    from pipelines.engines import RunShape
+
+    return RunShape(
+        lambda_mode=args.lambda_mode,
+        use_lora=args.use_lora,
+        remain_target=args.remain_target,
+        inner_steps=args.inner_steps,
+        max_grad_norm=args.max_grad_norm,
+        validation_steps=args.validation_steps,
+        num_processes=num_processes,
+    )
+
+
+def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], started: float, stop) -> None:
+    """Everything after the output folder is locked, in the order it happens; ``engine`` (EngineSettings) is
+    what accelerate wraps the model in; ``stop`` (StopRequest) holds a Ctrl-C or SIGTERM."""
     import random
     import time
 
@@ -477,6 +521,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
     )
     from pipelines.console import SetSummary, end_summary, start_summary
     from pipelines.data_sets import build_data_sets, check_samples_per_step, content_digest, first_captions
+    from pipelines.engines import check_prepared_model, gathered_model
     from pipelines.erasure_step import ErasureSettings, ErasureStep
     from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
     from pipelines.export import save_erased_model
@@ -596,8 +641,12 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
     )
     # θ₀ for the teacher remain target, taken before prepare and before a checkpoint is loaded.
     teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if args.remain_target != "data" else None
-    register_trainable_state_hooks(accelerator, unet, models.family)
+    if not engine.sharded:  # FSDP and DeepSpeed save and load their own (sharded) state
+        register_trainable_state_hooks(accelerator, unet, models.family)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    check_prepared_model(unet, args.lambda_mode != "fixed")
+    # The prepared parameters: FSDP replaces the ones the optimizer was built with.
+    trainable = [p for p in accelerator.unwrap_model(unet).parameters() if p.requires_grad]
 
     if accelerator.is_main_process:
         # Trackers take scalars only; secrets never reach them.
@@ -630,6 +679,8 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         models.model_dtype,
         anchor_embeds,
         teacher,
+        # λ's three sums over FSDP's gradient shards; DDP's gradients are already whole on every process.
+        (lambda sums: accelerator.reduce(sums, reduction="sum")) if engine.kind == "fsdp" else None,
     )
     forget_minimum = known_forget_minimum(args.forget_target, settings.forget_noise) if args.inner_steps == 0 else None
 
@@ -639,7 +690,9 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
         global_step = checkpoint_step(plan.checkpoint)
         logger.info("Resumed from %s at step %d.", plan.checkpoint, global_step)
 
-    def checkpoint(at_step: int, wait: bool = True) -> str:
+    def checkpoint(at_step: int, wait: bool = True) -> str | None:
+        if engine.sharded and not wait:  # the main process alone cannot write a sharded engine's state
+            return None
         return save_checkpoint(
             accelerator,
             args.output_dir,
@@ -648,6 +701,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
             recorded_form(args),
             args.checkpoints_total_limit,
             wait=wait,
+            collective=engine.sharded,
         )
 
     logger.info(
@@ -711,7 +765,7 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
                             forget_batch, args.inner_steps, args.inner_learning_rate
                         )
                     lam = step.weigh_gradients()
-                    if args.max_grad_norm > 0:
+                    if args.max_grad_norm > 0 and not engine.clips_itself:
                         accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
@@ -758,8 +812,10 @@ def erase(args: argparse.Namespace, accelerator, argv: list[str], started: float
     status = torch.tensor([float(stop.requested)], device=accelerator.device)
     stop_here(accelerator.reduce(status, reduction="mean").item() > 0)
     accelerator.wait_for_everyone()
+    # Under FSDP or ZeRO-3 every process takes part in gathering the whole model; the main process then
+    # works on a plain copy of it.
+    trained_unet = gathered_model(accelerator, unet, engine, lambda: plain_unet(args, models))
     if accelerator.is_main_process:
-        trained_unet = accelerator.unwrap_model(unet)
         trained_unet.eval()
         with accelerator.autocast():
             images_after = generate_validation_images(

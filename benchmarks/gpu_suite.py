@@ -2,7 +2,8 @@
 """Every GPU figure of issues 5 and 8 in one command, most important first, within a time budget.
 
 Issue 5's SD-1.5-shaped measurements come first; issue 8's SDXL-shaped ones (1024 px, LoRA and full
-fine-tuning, batch 1 + 1) follow them and run when the budget still allows.
+fine-tuning, batch 1 + 1) follow them and run when the budget still allows; issue 18's engine checks
+(group ``engines``, FSDP and DeepSpeed against the plain run) come last and need DeepSpeed's wheel.
 
 Each measurement runs as its own process (a clean peak-memory count, and a crash or an out-of-memory error
 costs only that line) and appends its JSON line to ``<out>/gpu_results.jsonl`` as soon as it finishes;
@@ -27,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEP = os.path.join(HERE, "step_speed.py")
 GENERATION = os.path.join(HERE, "generation_speed.py")
+ENGINE = os.path.join(HERE, "engine_check.py")
 SD15 = ["--device", "cuda", "--model", "sd15"]
 SDXL = ["--device", "cuda", "--model", "sdxl", "--resolution", "1024", "--mixed_precision", "bf16"]
 # On the CPU rehearsal each GPU shape becomes the tiny UNet of the same family.
@@ -152,6 +154,31 @@ MEASUREMENTS = [
     ),
 ]
 
+# Issue 18: each engine against the plain run on the same seeds, one process on the card. A line that
+# passes is what lets pipelines/engines.py's VERIFIED_ON_GPU take that cell (full runs that FSDP or ZeRO-3
+# shard use --remain_target data: the teacher's swap is refused there).
+ENGINE_LINES = [
+    ("fsdp", "fixed", True, "teacher"),
+    ("fsdp", "fixed", False, "data"),
+    ("fsdp", "bome", True, "teacher"),
+    ("fsdp", "bome", False, "data"),
+    ("deepspeed_zero2", "fixed", False, "teacher"),
+    ("deepspeed_zero2", "fixed", True, "teacher"),
+    ("deepspeed_zero3", "fixed", True, "teacher"),
+    ("deepspeed_zero3", "fixed", False, "data"),
+]
+for config, rule, lora, target in ENGINE_LINES:
+    MEASUREMENTS.append(
+        (
+            f"engine_{config.removeprefix('deepspeed_')}_{rule}_{'lora' if lora else 'full'}",
+            ENGINE,
+            ["--config", config, "--lambda_mode", rule, "--remain_target", target, "--steps", "10"]
+            + (["--use_lora"] if lora else []),
+            45,
+            f"issue 18: {config} with --lambda_mode {rule}, {'LoRA' if lora else 'full'}: equal to the plain run",
+        )
+    )
+
 # Each group runs alone with --only <group>; its estimate is the sum of its lines'.
 GROUPS = {
     "step": ("full_bf16", "memory_full_8bit_gc_b1", "memory_lora_b1", "lora_bf16", "full_bf16_b4", "full_bf16_b16"),
@@ -165,6 +192,7 @@ GROUPS = {
         "full_bf16_compile",
     ),
     "sdxl": ("sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"),
+    "engines": tuple(label for label, script, *_ in MEASUREMENTS if script == ENGINE),
 }
 
 
@@ -213,6 +241,10 @@ def rehearsal(script: str, arguments: list[str]) -> list[str]:
     if "--resolution" in swapped:  # the rehearsal sets its own
         at = swapped.index("--resolution")
         del swapped[at : at + 2]
+    if script == ENGINE:  # the CPU runs no engine: the plain path twice, two steps
+        at = swapped.index("--config")
+        swapped[at + 1] = "none"
+        return swapped + ["--device", "cpu", "--steps", "2"]
     if script == GENERATION:
         return swapped + ["--rounds", "1", "--warmup", "0", "--num_images", "2", "--inference_steps", "2"]
     return swapped + ["--steps", "1", "--warmup", "0", "--resolution", "64"]
@@ -266,6 +298,12 @@ def write_summary(results_path: str, summary_path: str) -> None:
                 f" images/s, ratio {record['ratio']:.3f}, PNG encoding {record['png_ms_per_image']:.0f} ms/image "
                 f"(batch {record['batch_size']}, "
                 f"{record['inference_steps']} steps, {record['resolution']} px)"
+            )
+        elif record.get("benchmark") == "engine_check":
+            extra.append(
+                f"- {label}: {'passed' if record['passed'] else 'FAILED'}, largest difference "
+                f"{record['max_abs_difference']:.2e} against the plain run's change {record['plain_run_change']:.2e} "
+                f"({record['steps']} steps, {record['seconds']:.0f} s)"
             )
         elif label == "environment":
             extra.append("- environment: " + ", ".join(f"{k} {v}" for k, v in record.items() if k != "label"))

@@ -161,17 +161,26 @@ def _free_name(path: str) -> str:
     return candidate
 
 
+def temporary_checkpoint_path(output_dir: str, step: int) -> str:
+    """Where ``checkpoint-{step}`` is written before its manifest and rename make it complete."""
+    return os.path.join(output_dir, f".checkpoint-{step}{PARTIAL_SUFFIX}")
+
+
 def write_checkpoint_folder(
     output_dir: str, step: int, run_id: str, arguments: dict, write_state, total_limit: int | None
 ) -> str:
     """Writes ``checkpoint-{step}`` with ``write_state(folder)`` (accelerate's ``save_state``) into a temporary
     folder, adds the manifest, renames it into place, and only then removes this run's oldest complete
-    checkpoints beyond ``total_limit``. On an error the temporary folder is removed and the error re-raised."""
+    checkpoints beyond ``total_limit``. On an error the temporary folder is removed and the error re-raised.
+    ``write_state=None``: every process has already written its part into :func:`temporary_checkpoint_path`
+    (a sharded engine's ``save_state`` is collective)."""
     final_path = os.path.join(output_dir, f"checkpoint-{step}")
-    temporary_path = os.path.join(output_dir, f".checkpoint-{step}{PARTIAL_SUFFIX}")
-    shutil.rmtree(temporary_path, ignore_errors=True)
+    temporary_path = temporary_checkpoint_path(output_dir, step)
+    if write_state is not None:
+        shutil.rmtree(temporary_path, ignore_errors=True)
     try:
-        write_state(temporary_path)
+        if write_state is not None:
+            write_state(temporary_path)
         manifest = {"run_id": run_id, "step": step, "files": _file_records(temporary_path), "arguments": arguments}
         with open(os.path.join(temporary_path, MANIFEST_FILE), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2, sort_keys=True)

@@ -13,6 +13,7 @@ from .latent_cache import EncodedImageSet
 from .model_family import PromptEmbeddings, unet_conditioning
 from .objective import (
     ForgetNoise,
+    SumAcross,
     anchor_loss,
     denoising_target,
     estimate_forget_minimum,
@@ -177,7 +178,9 @@ class ErasureStep:
         model_dtype: torch.dtype,
         anchor_embeds: PromptEmbeddings | None = None,
         teacher: FrozenTeacher | None = None,
+        gradient_sum_across: SumAcross | None = None,
     ):
+        """``gradient_sum_across`` adds λ's sums over processes when the gradients are sharded (FSDP2)."""
         self.accelerator, self.unet, self.scheduler, self.settings = accelerator, unet, scheduler, settings
         self.forget_set, self.remain_set = forget_set, remain_set
         self.forget_stream, self.remain_stream = forget_stream, remain_stream
@@ -186,7 +189,9 @@ class ErasureStep:
         if settings.uses_teacher and teacher is None:
             raise ValueError(f"--remain_target {settings.remain_target} needs a FrozenTeacher")
         self.trainable_parameters = trainable_parameters
-        self.forget_buffer = ForgetGradientBuffer(trainable_parameters) if settings.adaptive else None
+        self.forget_buffer = (
+            ForgetGradientBuffer(trainable_parameters, gradient_sum_across) if settings.adaptive else None
+        )
 
     def draw(self, micro_batch_index: int) -> tuple[MicroBatch, MicroBatch]:
         """This process's forget and remain micro-batches for global micro-batch ``micro_batch_index``."""

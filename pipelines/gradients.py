@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from .objective import adaptive_lambda, combine_gradients
+from .objective import SumAcross, adaptive_lambda, combine_gradients
 
 
 class ForgetGradientBuffer:
@@ -18,8 +18,10 @@ class ForgetGradientBuffer:
     copied and no full gradient vector is concatenated.
     """
 
-    def __init__(self, parameters: Iterable[torch.nn.Parameter]):
+    def __init__(self, parameters: Iterable[torch.nn.Parameter], sum_across: SumAcross | None = None):
+        """``sum_across`` adds λ's three sums over processes when the gradients are sharded (FSDP2)."""
         self.parameters = list(parameters)
+        self.sum_across = sum_across
         self.forget_grads: list[torch.Tensor | None] = [None] * len(self.parameters)
 
     @contextmanager
@@ -47,7 +49,7 @@ class ForgetGradientBuffer:
             self.clear()
             return torch.zeros(())
         remain_grads, forget_grads = zip(*pairs)
-        lam = adaptive_lambda(mode, remain_grads, forget_grads, eta)
+        lam = adaptive_lambda(mode, remain_grads, forget_grads, eta, self.sum_across)
         combine_gradients(remain_grads, forget_grads, lam)
         self.clear()
         return lam

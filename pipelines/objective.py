@@ -109,41 +109,79 @@ def constraint_gap(forget_value: torch.Tensor | float, forget_minimum: torch.Ten
     return forget_value - forget_minimum
 
 
-def _dot(left: Sequence[torch.Tensor], right: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([torch.dot(a.reshape(-1).float(), b.reshape(-1).float()) for a, b in zip(left, right)]).sum()
+SumAcross = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _norm_squared(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([n.float() for n in torch._foreach_norm(list(tensors))]).pow(2).sum()
+def local_part(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's shard of a gradient: a DTensor's local tensor (FSDP2), any other tensor whole."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
-def bome_lambda(remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float) -> torch.Tensor:
+def gradient_sums(
+    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], sum_across: SumAcross | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(⟨∇L_r, ∇q⟩, ‖∇q‖², ‖∇L_r‖²) over all parameter tensors.
+
+    With sharded gradients (FSDP) each process sums its own shards and ``sum_across`` adds the three
+    scalars over the processes, one all-reduce of three numbers instead of a gathered gradient; every
+    element must sit in exactly one process's shard. Without it the tensors are taken as whole.
+    """
+    remain = [local_part(g).reshape(-1).float() for g in remain_grads]
+    gap = [local_part(g).reshape(-1).float() for g in gap_grads]
+    zero = torch.zeros((), device=gap[0].device) if gap else torch.zeros(())
+    sums = torch.stack(
+        [
+            sum((torch.dot(a, b) for a, b in zip(remain, gap)), zero),
+            sum((n.pow(2) for n in torch._foreach_norm(gap)), zero) if gap else zero,
+            sum((n.pow(2) for n in torch._foreach_norm(remain)), zero) if remain else zero,
+        ]
+    )
+    if sum_across is not None:
+        sums = sum_across(sums)
+    return sums[0], sums[1], sums[2]
+
+
+def bome_lambda(
+    remain_grads: Sequence[torch.Tensor],
+    gap_grads: Sequence[torch.Tensor],
+    eta: float,
+    sum_across: SumAcross | None = None,
+) -> torch.Tensor:
     """λ = max(η‖∇q‖² − ⟨∇L_r, ∇q⟩, 0) / ‖∇q‖² (BOME!), and 0 where ∇q vanishes."""
-    gap_norm_sq = _norm_squared(gap_grads)
+    dot, gap_norm_sq, _ = gradient_sums(remain_grads, gap_grads, sum_across)
     if gap_norm_sq <= ZERO_GRADIENT_NORM_SQUARED:
         return torch.zeros((), device=gap_norm_sq.device)
-    return torch.clamp(eta * gap_norm_sq - _dot(remain_grads, gap_grads), min=0.0) / gap_norm_sq
+    return torch.clamp(eta * gap_norm_sq - dot, min=0.0) / gap_norm_sq
 
 
-def cosine_lambda(remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float) -> torch.Tensor:
+def cosine_lambda(
+    remain_grads: Sequence[torch.Tensor],
+    gap_grads: Sequence[torch.Tensor],
+    eta: float,
+    sum_across: SumAcross | None = None,
+) -> torch.Tensor:
     """λ = max(η − cos(∇L_r, ∇q), 0), the official code's rule, and 0 where ∇q vanishes."""
-    gap_norm_sq = _norm_squared(gap_grads)
-    remain_norm_sq = _norm_squared(remain_grads)
+    dot, gap_norm_sq, remain_norm_sq = gradient_sums(remain_grads, gap_grads, sum_across)
     if gap_norm_sq <= ZERO_GRADIENT_NORM_SQUARED:
         return torch.zeros((), device=gap_norm_sq.device)
     denominator = (gap_norm_sq * remain_norm_sq).sqrt()
-    cosine = _dot(remain_grads, gap_grads) / denominator if denominator > 0 else torch.zeros_like(denominator)
+    cosine = dot / denominator if denominator > 0 else torch.zeros_like(denominator)
     return torch.clamp(eta - cosine, min=0.0)
 
 
 def adaptive_lambda(
-    mode: str, remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], eta: float
+    mode: str,
+    remain_grads: Sequence[torch.Tensor],
+    gap_grads: Sequence[torch.Tensor],
+    eta: float,
+    sum_across: SumAcross | None = None,
 ) -> torch.Tensor:
-    """Dispatches to the λ rule named by ``mode`` ("bome" or "cosine")."""
+    """Dispatches to the λ rule named by ``mode`` ("bome" or "cosine"); ``sum_across`` as in
+    :func:`gradient_sums`."""
     if mode == "bome":
-        return bome_lambda(remain_grads, gap_grads, eta)
+        return bome_lambda(remain_grads, gap_grads, eta, sum_across)
     if mode == "cosine":
-        return cosine_lambda(remain_grads, gap_grads, eta)
+        return cosine_lambda(remain_grads, gap_grads, eta, sum_across)
     raise ValueError(f"{mode!r} is not an adaptive λ rule; choose bome or cosine")
 
 

@@ -16,6 +16,7 @@ from .checkpoints import (
     list_checkpoints,
     newest_complete_checkpoint,
     read_manifest,
+    temporary_checkpoint_path,
     write_checkpoint_folder,
 )
 from .errors import InputError, TrainingError
@@ -133,14 +134,24 @@ def save_checkpoint(
     arguments: dict,
     total_limit: int | None,
     wait: bool = True,
+    collective: bool = False,
 ) -> str | None:
     """Saves ``checkpoint-{step}`` on the main process (pipelines/checkpoints.py) and, with ``wait``, has every
     process wait for it; a full disk ends the run in one line, with the partial folder removed and the
-    earlier checkpoints intact."""
+    earlier checkpoints intact. ``collective`` (FSDP, DeepSpeed): every process writes its shards first."""
     path = None
+    write_state = accelerator.save_state
+    if collective:
+        temporary_path = temporary_checkpoint_path(output_dir, step)
+        if accelerator.is_main_process:
+            shutil.rmtree(temporary_path, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(temporary_path)
+        accelerator.wait_for_everyone()
+        write_state = None
     if accelerator.is_main_process:
         try:
-            path = write_checkpoint_folder(output_dir, step, run_id, arguments, accelerator.save_state, total_limit)
+            path = write_checkpoint_folder(output_dir, step, run_id, arguments, write_state, total_limit)
         except Exception as error:
             raise_if_disk_full(error, os.path.join(output_dir, f"checkpoint-{step}"), output_dir, run_id)
             raise

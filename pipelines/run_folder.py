@@ -22,6 +22,7 @@ MAY_DIFFER_ON_RESUME = frozenset(
     {
         "output_dir",
         "overwrite_output_dir",
+        "allow_unverified_engine",
         "cache_dir",
         "resume_from_checkpoint",
         "checkpointing_steps",
@@ -171,6 +172,7 @@ RECORDED_FACTS = {
     "forget_data_digest": "the forget images or their captions changed",
     "remain_data_digest": "the remain images or their captions changed",
     "num_processes": "the number of processes",
+    "distributed_engine": "the distributed engine (accelerate config)",
 }
 
 
@@ -183,6 +185,8 @@ def argument_differences(recorded: dict, current: dict) -> list[str]:
             continue
         if name.endswith("_data_digest"):
             differences.append(RECORDED_FACTS[name])
+            continue
+        if name == "distributed_engine" and name not in recorded:  # recorded since engines were checked
             continue
         if name in RECORDED_FACTS:
             differences.append(f"{RECORDED_FACTS[name]} {recorded.get(name)} (now {current.get(name)})")
