@@ -15,6 +15,7 @@ import pytest
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 from accelerate.utils import DistributedType
 
+from benchmarks.model_shapes import TINY_UNET
 from pipelines.engines import EngineSettings, engine_problem
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "accelerate")
@@ -166,16 +167,7 @@ def test_fsdp_wrap_classes_are_blocks_of_a_stable_diffusion_unet(monkeypatch):
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        cross_attention_dim=8,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    )
+    unet = UNet2DConditionModel(**TINY_UNET)  # the SD-shaped tiny UNet of the step benchmark
     plugin = plugin_in(launched_environment("fsdp.yaml", monkeypatch), monkeypatch, FullyShardedDataParallelPlugin)
     is_unit = fsdp2_prepare_auto_wrap_policy(plugin, unet)  # accelerate's own test of each module
     units = {type(module).__name__ for module in unet.modules() if is_unit(module)}
