@@ -356,8 +356,9 @@ def write_report(
     planned = len(set(planned_runs("all")))
     recorded = sum(len(runs) for runs in by_variant.values())
     lines += [
-        f"Runs recorded: {recorded} of {planned} planned (`benchmarks/digits/results.jsonl`). Complete the rest",
-        "with `python benchmarks/digits/run_benchmark.py` (it skips recorded runs).",
+        f"Runs recorded: {recorded} of {planned} planned (`benchmarks/digits/results.jsonl`). "
+        + ("Complete the rest with" if recorded < planned else "Rerun after a change of defaults with"),
+        "`python benchmarks/digits/run_benchmark.py` (it skips recorded runs).",
         "",
     ]
     search = read_results(SEARCH_FILE)
