@@ -43,6 +43,7 @@ from pipelines.options import (
 )
 from pipelines.outputs import check_output_dir
 from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, expand_prompt_arguments
+from pipelines.publishing import add_upload_choices
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 logger = logging.getLogger(__name__)
@@ -374,9 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--hub_token", default=None, help="Hub token; prefer `hf auth login`.")
     hub.add_argument("--hub_model_id", default=None, help="Repo to push to (default: the output folder's name).")
     hub.add_argument("--hub_private_repo", action="store_true", help="Create the repo as private.")
-    hub.add_argument("--push_checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
-    hub.add_argument("--push_generated_data", action="store_true", help="Also upload the generated data/ folder.")
-    hub.add_argument("--push_logs", action="store_true", help="Also upload the tracker logs.")
+    add_upload_choices(hub)
     return parser
 
 

@@ -117,25 +117,26 @@ def local_part(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
+def _norm_squared(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([n.float() for n in torch._foreach_norm(tensors)]).pow(2).sum()
+
+
 def gradient_sums(
-    remain_grads: Sequence[torch.Tensor], gap_grads: Sequence[torch.Tensor], sum_across: SumAcross | None = None
+    remain_grads: Sequence[torch.Tensor],
+    gap_grads: Sequence[torch.Tensor],
+    sum_across: SumAcross | None = None,
+    remain_norm: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(⟨∇L_r, ∇q⟩, ‖∇q‖², ‖∇L_r‖²) over all parameter tensors.
+    """(⟨∇L_r, ∇q⟩, ‖∇q‖², ‖∇L_r‖²) over all parameter tensors (‖∇L_r‖² is 0 unless ``remain_norm``).
 
     With sharded gradients (FSDP) each process sums its own shards and ``sum_across`` adds the three
     scalars over the processes, one all-reduce of three numbers instead of a gathered gradient; every
     element must sit in exactly one process's shard. Without it the tensors are taken as whole.
     """
-    remain = [local_part(g).reshape(-1).float() for g in remain_grads]
-    gap = [local_part(g).reshape(-1).float() for g in gap_grads]
-    zero = torch.zeros((), device=gap[0].device) if gap else torch.zeros(())
-    sums = torch.stack(
-        [
-            sum((torch.dot(a, b) for a, b in zip(remain, gap)), zero),
-            sum((n.pow(2) for n in torch._foreach_norm(gap)), zero) if gap else zero,
-            sum((n.pow(2) for n in torch._foreach_norm(remain)), zero) if remain else zero,
-        ]
-    )
+    remain = [local_part(g) for g in remain_grads]
+    gap = [local_part(g) for g in gap_grads]
+    dot = torch.stack([torch.dot(a.reshape(-1).float(), b.reshape(-1).float()) for a, b in zip(remain, gap)]).sum()
+    sums = torch.stack([dot, _norm_squared(gap), _norm_squared(remain) if remain_norm else torch.zeros_like(dot)])
     if sum_across is not None:
         sums = sum_across(sums)
     return sums[0], sums[1], sums[2]
@@ -148,7 +149,7 @@ def bome_lambda(
     sum_across: SumAcross | None = None,
 ) -> torch.Tensor:
     """λ = max(η‖∇q‖² − ⟨∇L_r, ∇q⟩, 0) / ‖∇q‖² (BOME!), and 0 where ∇q vanishes."""
-    dot, gap_norm_sq, _ = gradient_sums(remain_grads, gap_grads, sum_across)
+    dot, gap_norm_sq, _ = gradient_sums(remain_grads, gap_grads, sum_across, remain_norm=False)
     if gap_norm_sq <= ZERO_GRADIENT_NORM_SQUARED:
         return torch.zeros((), device=gap_norm_sq.device)
     return torch.clamp(eta * gap_norm_sq - dot, min=0.0) / gap_norm_sq

@@ -204,6 +204,14 @@ def publish_folder(
     return [operation.path_in_repo for operation in operations]
 
 
+def add_upload_choices(parser) -> None:
+    """The switches for what else goes up with the model, shared by train_erasediff.py and
+    ``python -m pipelines.publishing`` (read by :func:`upload_ignore_patterns`)."""
+    parser.add_argument("--push_checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
+    parser.add_argument("--push_generated_data", action="store_true", help="Also upload the generated data/ folder.")
+    parser.add_argument("--push_logs", action="store_true", help="Also upload the tracker logs.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipelines.publishing``: pushes a finished output folder to the Hub."""
     from .run_folder import FINISHED_MARKERS, lock_holder
@@ -213,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub_model_id", required=True, help="The repo to push to, e.g. you/sd14-no-van-gogh.")
     parser.add_argument("--hub_token", default=None, help="A token (default: `hf auth login` or HF_TOKEN).")
     parser.add_argument("--private", action="store_true", help="Create the repo as private.")
-    parser.add_argument("--push_checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
-    parser.add_argument("--push_generated_data", action="store_true", help="Also upload the generated data/.")
-    parser.add_argument("--push_logs", action="store_true", help="Also upload the tracker logs.")
+    add_upload_choices(parser)
     args = parser.parse_args(argv)
     try:
         if not any(os.path.exists(os.path.join(args.output_dir, m)) for m in FINISHED_MARKERS):

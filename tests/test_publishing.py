@@ -290,18 +290,19 @@ def hub_cache_copy(model: str, root) -> str:
 def test_a_base_model_from_the_hub_cache_is_published_as_its_hub_id(tiny_model, tmp_path):
     from pipelines.publishing import public_arguments_record, public_base_model, public_card_text
 
-    cached = hub_cache_copy(tiny_model, tmp_path)
-    assert public_base_model(cached) == "someone/tiny-sd"
+    cached = hub_cache_copy(tiny_model, tmp_path)  # a local copy of the tiny model, named as the Hub cache names one
+    hub_id = "someone/tiny-sd"  # only a name here: nothing is downloaded or loaded by it
+    assert public_base_model(cached) == hub_id
     assert public_base_model("CompVis/stable-diffusion-v1-4") == "CompVis/stable-diffusion-v1-4"
     assert public_base_model(tiny_model) is None
     output = tmp_path / "cached-base"
     train(cached, output, "--use_lora")
     recorded = json.loads((output / "erasediff_args.json").read_text())
     card = public_card_text((output / "README.md").read_text(), recorded, "someone/erased")
-    assert ModelCard(card).data.base_model == "someone/tiny-sd"
-    assert "StableDiffusionPipeline.from_pretrained('someone/tiny-sd')" in card
+    assert ModelCard(card).data.base_model == hub_id
+    assert f"StableDiffusionPipeline.from_pretrained('{hub_id}')" in card  # the card's snippet names the base
     assert cached not in card and str(output) not in card
-    assert public_arguments_record(recorded)["pretrained_model_name_or_path"] == "someone/tiny-sd"
+    assert public_arguments_record(recorded)["pretrained_model_name_or_path"] == hub_id
     assert public_arguments_record(recorded)["output_dir"] is None
 
 
