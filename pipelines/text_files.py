@@ -20,5 +20,6 @@ def read_text(path: str, argument: str) -> str:
 
 
 def read_text_lines(path: str, argument: str) -> list[str]:
-    """The lines of a UTF-8 text file (see read_text)."""
-    return read_text(path, argument).splitlines()
+    """The lines of a UTF-8 text file (see read_text), split at line feeds only: ``str.splitlines`` would also
+    split at U+2028, U+0085 or a form feed, which JSON strings may hold raw."""
+    return [line.removesuffix("\r") for line in read_text(path, argument).removesuffix("\n").split("\n")]

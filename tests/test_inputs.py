@@ -87,6 +87,15 @@ def test_a_prompt_file_that_is_not_utf8_names_the_file_and_the_line(tmp_path):
     assert str(caught.value) == (f"--forget_prompts: {path} line 3 is not UTF-8 (byte 0xea); save the file as UTF-8")
 
 
+def test_metadata_captions_keep_unicode_line_separators_and_crlf_lines_are_read(tmp_path):
+    captions = ["a cat\u2028at night", "a dog\x0cwith a ball", "a bird\x85"]
+    folder = write_image_folder(tmp_path / "separators", captions)
+    records = [json.dumps({"file_name": f"img{i}.png", "text": c}, ensure_ascii=False) for i, c in enumerate(captions)]
+    with open(os.path.join(folder, "metadata.jsonl"), "w", encoding="utf-8", newline="") as handle:
+        handle.write("\r\n".join(records) + "\r\n")  # raw U+2028, form feed and NEL inside JSON strings
+    assert read_image_folder(folder, "--forget_data_dir").captions == captions
+
+
 def test_an_image_over_the_decompression_bomb_limit_is_named(tmp_path, monkeypatch):
     folder = write_image_folder(tmp_path / "big", ["a cat"], size=(64, 64))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 × 64 is then more than twice the limit
