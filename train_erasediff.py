@@ -443,7 +443,9 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> None:
     engine = EngineSettings.of(accelerator)
     check_engine(engine, run_shape(args, accelerator.num_processes), args.allow_unverified_engine)
     if engine.kind == "deepspeed":
-        configure_deepspeed(accelerator.state.deepspeed_plugin, args.max_grad_norm, args.train_batch_size)
+        configure_deepspeed(
+            accelerator.state.deepspeed_plugin, args.max_grad_norm, args.train_batch_size + args.forget_batch_size
+        )
     args.distributed_engine = engine.name
     # The lock is held for the whole run; nothing is written into the folder before it is taken.
     lock = OutputLock(args.output_dir)
@@ -497,6 +499,7 @@ def run_shape(args: argparse.Namespace, num_processes: int):
         max_grad_norm=args.max_grad_norm,
         validation_steps=args.validation_steps,
         num_processes=num_processes,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
     )
 
 
@@ -545,10 +548,12 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], starte
     plan = plan_resume(args.resume_from_checkpoint, args.output_dir)
     for note in plan.notes:
         logger.info(note)
-    if args.seed is None:  # a resumed run keeps the seed its first run drew; a new one draws it once for all ranks
-        drawn = [plan.recorded["seed"] if plan.recorded else random.randrange(2**31)]
-        args.seed = broadcast_object_list(drawn)[0]
-    args.run_id = plan.run_id
+    # One seed and run id for every process, the main process's: a resumed run keeps the seed its first run
+    # drew, and a new run draws its id (and, unless --seed is given, its seed) once.
+    seed = args.seed
+    if seed is None:
+        seed = plan.recorded["seed"] if plan.recorded else random.randrange(2**31)
+    args.seed, args.run_id = broadcast_object_list([seed, plan.run_id])
 
     set_seed(args.seed)
     if args.allow_tf32 and torch.cuda.is_available():
@@ -638,12 +643,21 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], starte
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
+    settings = ErasureSettings(
+        forget_target=args.forget_target,
+        forget_noise=ForgetNoise(args.forget_noise, args.forget_noise_mean, args.forget_noise_std),
+        lambda_mode=args.lambda_mode,
+        lambda_value=args.lambda_value,
+        eta=args.eta,
+        prediction_type=models.noise_scheduler.config.prediction_type,
+        remain_target=args.remain_target,
+    )
     # θ₀ for the teacher remain target, taken before prepare and before a checkpoint is loaded.
-    teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if args.remain_target != "data" else None
+    teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if settings.uses_teacher else None
     if not engine.sharded:  # FSDP and DeepSpeed save and load their own (sharded) state
         register_trainable_state_hooks(accelerator, unet, models.family)
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
-    check_prepared_model(unet, args.lambda_mode != "fixed")
+    check_prepared_model(unet, settings.adaptive)
     # The prepared parameters: FSDP replaces the ones the optimizer was built with.
     trainable = [p for p in accelerator.unwrap_model(unet).parameters() if p.requires_grad]
 
@@ -654,15 +668,6 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], starte
         }
         accelerator.init_trackers("erasediff", config=tracker_config)
 
-    settings = ErasureSettings(
-        forget_target=args.forget_target,
-        forget_noise=ForgetNoise(args.forget_noise, args.forget_noise_mean, args.forget_noise_std),
-        lambda_mode=args.lambda_mode,
-        lambda_value=args.lambda_value,
-        eta=args.eta,
-        prediction_type=models.noise_scheduler.config.prediction_type,
-        remain_target=args.remain_target,
-    )
     step = ErasureStep(
         accelerator,
         unet,
@@ -685,7 +690,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], starte
 
     global_step = 0
     if plan.checkpoint:
-        load_checkpoint(accelerator, plan.checkpoint, args.output_dir)
+        load_checkpoint(accelerator, plan.checkpoint)
         global_step = checkpoint_step(plan.checkpoint)
         logger.info("Resumed from %s at step %d.", plan.checkpoint, global_step)
 

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 
 from .errors import InputError
+from .outputs import RETIRED_SUFFIX, STAGING_FOLDER
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINABLE_WEIGHTS_FILE = "trainable_parameters.safetensors"
@@ -61,9 +62,10 @@ def read_manifest(path: str) -> CheckpointManifest:
         raise ValueError(f"its {MANIFEST_FILE} is unreadable ({error})") from error
 
 
-def checkpoint_problem(path: str, run_id: str | None = None) -> str | None:
+def checkpoint_problem(path: str, run_id: str | None = None, contents: bool = True) -> str | None:
     """Why the checkpoint folder ``path`` cannot be resumed from, or None when it is complete (and, with
-    ``run_id``, belongs to that run)."""
+    ``run_id``, belongs to that run). ``contents=False`` checks the manifest and the file sizes only, not the
+    SHA-256 digests, which read every byte: enough to tell a complete checkpoint from a cut-short one."""
     try:
         manifest = read_manifest(path)
     except ValueError as error:
@@ -77,6 +79,8 @@ def checkpoint_problem(path: str, run_id: str | None = None) -> str | None:
         actual = os.path.getsize(file_path)
         if actual != record["bytes"]:
             return f"{file_path} is truncated or altered ({actual} bytes, {record['bytes']} written)"
+    if not contents:
+        return None
     for name, record in manifest.files.items():  # sizes first: they are free, the digests read everything
         file_path = os.path.join(path, name)
         if _sha256(file_path) != record["sha256"]:
@@ -84,12 +88,16 @@ def checkpoint_problem(path: str, run_id: str | None = None) -> str | None:
     return None
 
 
-def newest_complete_checkpoint(output_dir: str, run_id: str | None) -> tuple[str | None, list[tuple[str, str]]]:
-    """The newest complete checkpoint of run ``run_id`` in ``output_dir`` (None when there is none) and the
-    newer folders it skipped, each with the reason."""
+def newest_complete_checkpoint(
+    output_dir: str, run_id: str | None, contents: bool = True, skip: str | None = None
+) -> tuple[str | None, list[tuple[str, str]]]:
+    """The newest complete checkpoint of run ``run_id`` in ``output_dir`` other than ``skip`` (None when there
+    is none) and the newer folders it skipped, each with the reason; ``contents`` as in checkpoint_problem."""
     skipped = []
     for _, path in reversed(list_checkpoints(output_dir)):
-        problem = checkpoint_problem(path, run_id)
+        if skip is not None and os.path.abspath(path) == os.path.abspath(skip):
+            continue
+        problem = checkpoint_problem(path, run_id, contents)
         if problem is None:
             return path, skipped
         skipped.append((path, problem))
@@ -123,7 +131,7 @@ def remove_leftovers(output_dir: str) -> None:
         return
     for name in os.listdir(output_dir):
         temporary_checkpoint = name.startswith(".checkpoint-") and name.endswith((PARTIAL_SUFFIX, DELETING_SUFFIX))
-        temporary_result = name.startswith(".") and name.endswith((".final.partial", ".old"))
+        temporary_result = name == STAGING_FOLDER or (name.startswith(".") and name.endswith(RETIRED_SUFFIX))
         if temporary_checkpoint or temporary_result:
             shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
@@ -190,13 +198,17 @@ def write_checkpoint_folder(
         shutil.rmtree(temporary_path, ignore_errors=True)
         raise
     if os.path.isdir(final_path):
-        if checkpoint_problem(final_path, run_id) is None:  # this run's, from before it resumed further back
+        if checkpoint_problem(final_path, run_id, contents=False) is None:  # this run's, from an earlier save
             _remove_checkpoint(final_path)
         else:  # not this run's (or incomplete): kept, under a name that is no checkpoint's
             os.replace(final_path, _free_name(f"{final_path}.replaced"))
     os.replace(temporary_path, final_path)
     if total_limit is not None:
-        ours = [p for s, p in list_checkpoints(output_dir) if s != step and checkpoint_problem(p, run_id) is None]
+        ours = [
+            p
+            for s, p in list_checkpoints(output_dir)
+            if s != step and checkpoint_problem(p, run_id, contents=False) is None
+        ]
         for path in ours[: max(0, len(ours) - total_limit + 1)]:
             _remove_checkpoint(path)
     return final_path
@@ -240,10 +252,10 @@ def register_trainable_state_hooks(accelerator, unet, family: str) -> None:
 
 def diverged_message(output_dir: str, step: int, remain_loss: float, forget_loss: float, run_id: str) -> str:
     """What a user needs when the loss stops being finite: where, and which checkpoint is still good."""
-    newest, _ = newest_complete_checkpoint(output_dir, run_id)
+    newest, _ = newest_complete_checkpoint(output_dir, run_id, contents=False)
     keep = f"the last good checkpoint is {newest}" if newest else "no checkpoint was saved yet"
     return (
         f"non-finite loss at step {step} (L_r={remain_loss}, f={forget_loss}); stopped without saving the model, "
-        f"{keep}; lower --learning_rate or --lambda_value, or use bf16 instead of fp16, and resume with "
-        "--resume_from_checkpoint latest"
+        f"{keep}; start a new run in another --output_dir with a lower --learning_rate or --lambda_value, or bf16 "
+        "instead of fp16 (a resume must keep these arguments)"
     )

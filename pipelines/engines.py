@@ -26,7 +26,6 @@ class EngineSettings:
 
     kind: str = "single"  # "single", "ddp", "fsdp" or "deepspeed"
     fsdp_version: int | None = None
-    hybrid_shard: bool = False  # FSDP replicating across nodes: sums over the world count each shard twice
     zero_stage: int | None = None
     deepspeed_gradient_clipping: float | str | None = None  # as the DeepSpeed config holds it ("auto": unset)
     gradient_as_bucket_view: bool = False
@@ -37,13 +36,7 @@ class EngineSettings:
         name = getattr(distributed_type, "value", str(distributed_type)).upper()
         bucket_view = bool(getattr(ddp_kwargs, "gradient_as_bucket_view", False))
         if name == "FSDP":
-            strategy = str(getattr(fsdp_plugin, "sharding_strategy", "") or "")
-            reshard = str(getattr(fsdp_plugin, "reshard_after_forward", "") or "")
-            return cls(
-                "fsdp",
-                fsdp_version=getattr(fsdp_plugin, "fsdp_version", 1),
-                hybrid_shard="HYBRID" in (strategy + reshard).upper(),
-            )
+            return cls("fsdp", fsdp_version=getattr(fsdp_plugin, "fsdp_version", 1))
         if name == "DEEPSPEED":
             config = getattr(deepspeed_plugin, "deepspeed_config", {}) or {}
             return cls(
@@ -69,7 +62,7 @@ class EngineSettings:
     @property
     def name(self) -> str:
         if self.kind == "fsdp":
-            return f"FSDP{self.fsdp_version}" + (" (hybrid shard)" if self.hybrid_shard else "")
+            return f"FSDP{self.fsdp_version}"
         if self.kind == "deepspeed":
             return f"DeepSpeed ZeRO-{self.zero_stage}"
         return {"single": "one process", "ddp": "DDP"}[self.kind]
@@ -101,6 +94,7 @@ class RunShape:
     max_grad_norm: float
     validation_steps: int | None
     num_processes: int
+    gradient_accumulation_steps: int = 1
 
     @property
     def adaptive(self) -> bool:
@@ -122,10 +116,21 @@ def engine_problem(engine: EngineSettings, run: RunShape, allow_unverified: bool
             f"{rule} needs two gradients per optimizer step, but DeepSpeed steps inside every backward of a "
             "synchronising micro-step, so they cannot be kept apart; use --lambda_mode fixed, or FSDP"
         )
-    if engine.kind == "fsdp" and run.adaptive and (engine.fsdp_version != 2 or engine.hybrid_shard):
+    if engine.kind == "fsdp" and run.adaptive and engine.fsdp_version != 2:
         return (
-            f"{rule} under {engine.name} is not supported: λ's sums over gradient shards need FSDP2 with every "
-            "parameter in exactly one shard; set fsdp_version: 2 without hybrid sharding, or use --lambda_mode fixed"
+            f"{rule} under {engine.name} is not supported: FSDP1 keeps gradients in flat shards, not in the "
+            "parameters' .grad that ∇f is kept apart in; set fsdp_version: 2, or use --lambda_mode fixed"
+        )
+    if engine.kind == "fsdp" and run.adaptive and run.gradient_accumulation_steps > 1:
+        return (
+            f"{rule} with --gradient_accumulation_steps {run.gradient_accumulation_steps} under {engine.name}: "
+            "FSDP2 accumulates unsynchronised micro-steps in its own buffer, where ∇f and ∇L_r would mix; "
+            "use --gradient_accumulation_steps 1 with a larger batch, or --lambda_mode fixed"
+        )
+    if engine.kind == "fsdp" and engine.fsdp_version != 2 and run.remain_target != "data":
+        return (
+            f"--remain_target {run.remain_target} under {engine.name}: the teacher runs the unwrapped model, whose "
+            "root parameters FSDP1 keeps sharded; set fsdp_version: 2, or use --remain_target data"
         )
     if engine.shards_parameters and run.remain_target != "data" and not run.use_lora:
         return (
@@ -177,7 +182,7 @@ def check_prepared_model(model, adaptive: bool) -> None:
 def configure_deepspeed(deepspeed_plugin, max_grad_norm: float, micro_batch_size: int) -> None:
     """Fills what a DeepSpeed config leaves 'auto' and accelerate cannot fill without a prepared dataloader
     (before ``prepare``): ``gradient_clipping`` from ``--max_grad_norm``, since the engine clips as the
-    script would otherwise, and the per-GPU micro-batch size (accelerate derives train_batch_size from it)."""
+    script would otherwise, and the per-GPU micro-batch size (the samples of one micro-step, remain and forget; accelerate derives train_batch_size from it)."""
     config = deepspeed_plugin.deepspeed_config
     if config.get("gradient_clipping") in (None, "auto"):
         config["gradient_clipping"] = max_grad_norm

@@ -189,6 +189,7 @@ class ErasureStep:
         if settings.uses_teacher and teacher is None:
             raise ValueError(f"--remain_target {settings.remain_target} needs a FrozenTeacher")
         self.trainable_parameters = trainable_parameters
+        self.unwrapped = accelerator.unwrap_model(unet)  # the module itself, for the teacher and the f* estimate
         self.forget_buffer = (
             ForgetGradientBuffer(trainable_parameters, gradient_sum_across) if settings.adaptive else None
         )
@@ -218,7 +219,7 @@ class ErasureStep:
         if not self.settings.uses_teacher:
             return None
         return self.teacher.predict(
-            self.accelerator.unwrap_model(self.unet),
+            self.unwrapped,
             lambda call: predict(call, [remain], self.model_dtype)[0],
             self.accelerator.autocast,
         )
@@ -255,7 +256,7 @@ class ErasureStep:
 
     def estimate_forget_minimum(self, forget: MicroBatch, inner_steps: int, inner_learning_rate: float) -> float:
         """The paper's K-step estimate of f* on this forget micro-batch (parameters restored afterwards)."""
-        unet = self.accelerator.unwrap_model(self.unet)
+        unet = self.unwrapped
 
         def forget_value() -> torch.Tensor:
             anchor_output = (

@@ -14,12 +14,9 @@ import tempfile
 
 from .kohya import KOHYA_WEIGHTS_FILE, save_kohya_lora
 from .model_family import SD, pipeline_class
-from .outputs import LORA_WEIGHTS_FILE
+from .outputs import FINISHED_MARKERS, LORA_WEIGHTS_FILE, RETIRED_SUFFIX, STAGING_FOLDER
 
 FUSED_SUBFOLDER = "fused"
-STAGING_FOLDER = ".final.partial"
-# Written last: their presence makes the output folder loadable (pipelines/run_folder.FINISHED_MARKERS).
-_LOADABLE_MARKERS = ("model_index.json", LORA_WEIGHTS_FILE)
 
 
 def save_lora_weights(unet, output_dir: str, family: str = SD) -> str:
@@ -50,14 +47,14 @@ def save_full_pipeline(
 def move_into_place(staging: str, output_dir: str) -> list[str]:
     """Moves every entry of ``staging`` into ``output_dir`` (replacing an earlier result), the loadable
     markers last, and removes ``staging``; returns the names moved."""
-    names = sorted(os.listdir(staging), key=lambda name: name in _LOADABLE_MARKERS)
-    for marker in _LOADABLE_MARKERS:  # the old result stops looking complete before any part changes
+    names = sorted(os.listdir(staging), key=lambda name: name in FINISHED_MARKERS)
+    for marker in FINISHED_MARKERS:  # the old result stops looking complete before any part changes
         if marker in names and os.path.isfile(os.path.join(output_dir, marker)):
             os.remove(os.path.join(output_dir, marker))
     for name in names:
         source, target = os.path.join(staging, name), os.path.join(output_dir, name)
         if os.path.isdir(target) and not os.path.islink(target):
-            retired = os.path.join(output_dir, f".{name}.old")
+            retired = os.path.join(output_dir, f".{name}{RETIRED_SUFFIX}")
             shutil.rmtree(retired, ignore_errors=True)
             os.replace(target, retired)
             os.replace(source, target)

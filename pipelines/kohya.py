@@ -10,6 +10,9 @@ underscores):
   diffusers/loaders/lora_conversion_utils.py; ComfyUI's ``comfy.utils.unet_to_diffusers`` is the same map):
   ``down_blocks.b.attentions.j`` → ``input_blocks.{b·(L+1)+j+1}.1``, ``mid_block.attentions.0`` →
   ``middle_block.1``, ``up_blocks.b.attentions.j`` → ``output_blocks.{b·(L+1)+j}.1``, L = layers_per_block.
+
+diffusers' own ``convert_state_dict_to_kohya`` is not used: it writes alpha = rank whatever ``--lora_alpha``
+was (so the adapter would load at another strength), expects ``unet.``-prefixed keys and has no SGM names.
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ def kohya_state_dict(unet, family: str) -> dict:
         kohya_name = "lora_unet_" + module.replace(".", "_")
         direction = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[part]
         converted[f"{kohya_name}.{direction}"] = tensor.detach().contiguous()
-        alpha = config.alpha_pattern.get(module, config.lora_alpha)
-        converted[f"{kohya_name}.alpha"] = torch.tensor(float(alpha))
+        if part == "A.weight":  # one alpha per module (add_lora_adapters gives every module the same)
+            converted[f"{kohya_name}.alpha"] = torch.tensor(float(config.lora_alpha))
     return converted
 
 

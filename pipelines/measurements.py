@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .evaluation_images import PROMPT_SETS
 from .evaluation_settings import EvaluationSettings
 
@@ -39,7 +39,7 @@ def check_metric_models(settings: EvaluationSettings) -> None:
         try:
             return AutoConfig.from_pretrained(model)
         except OSError as error:
-            raise InputError(f"--{option} {model} cannot be loaded ({str(error).splitlines()[0]})") from error
+            raise InputError(f"--{option} {model} cannot be loaded ({first_line(error)})") from error
 
     if {"clip_score", "clip_accuracy", "fd_clip"} & set(settings.metrics):
         config_of(settings.clip_model, "clip_model")

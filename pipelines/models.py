@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .loading import looks_like_hub_id
 from .model_family import (
     PIPELINE_CLASS_NAMES,
@@ -67,10 +67,13 @@ def xformers_problem() -> str | None:
     try:
         import xformers.ops
 
-        probe = torch.zeros(1, 8, 1, 8, device="cuda", dtype=torch.float16)
+        # This process's own card: the probe runs before accelerate picks it, and cuda:0 would take a
+        # context on the first card for every process.
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        probe = torch.zeros(1, 8, 1, 8, device=device, dtype=torch.float16)
         xformers.ops.memory_efficient_attention(probe, probe, probe)
     except Exception as error:  # noqa: BLE001 - any failure means it cannot be used
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        return first_line(error)
     return None
 
 
@@ -146,10 +149,9 @@ def check_resolution(args) -> None:
         )
         family = family_of(load_model_index(args))
     except OSError as error:
-        first_line = str(error).splitlines()[0]
         raise InputError(
             f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}: cannot load its configuration "
-            f"({first_line}); give a diffusers pipeline folder or Hub id"
+            f"({first_line(error)}); give a diffusers pipeline folder or Hub id"
         ) from error
     factor = 2 ** (len(config["block_out_channels"]) - 1)
     multiple = math.lcm(factor, RESOLUTION_MULTIPLE[family])
@@ -189,10 +191,9 @@ def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loaded
     try:
         return _load_models(args, weight_dtype, device)
     except OSError as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(
             f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}: cannot load its weights "
-            f"({first_line}); check --variant and --revision"
+            f"({first_line(error)}); check --variant and --revision"
         ) from error
 
 

@@ -130,8 +130,10 @@ def gradient_sums(
     """(⟨∇L_r, ∇q⟩, ‖∇q‖², ‖∇L_r‖²) over all parameter tensors (‖∇L_r‖² is 0 unless ``remain_norm``).
 
     With sharded gradients (FSDP) each process sums its own shards and ``sum_across`` adds the three
-    scalars over the processes, one all-reduce of three numbers instead of a gathered gradient; every
-    element must sit in exactly one process's shard. Without it the tensors are taken as whole.
+    scalars over the processes, one all-reduce of three numbers instead of a gathered gradient. Every
+    element must be counted equally often: once, or R times when shards are replicated R times (hybrid
+    sharding), which scales all three sums alike and leaves both λ rules unchanged. Without ``sum_across``
+    the tensors are taken as whole.
     """
     remain = [local_part(g) for g in remain_grads]
     gap = [local_part(g) for g in gap_grads]

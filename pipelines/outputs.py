@@ -9,6 +9,11 @@ from .errors import InputError
 
 ARGS_FILE = "erasediff_args.json"
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+# Present only in a finished output folder (moved in last by the final save): a loadable pipeline or LoRA.
+FINISHED_MARKERS = ("model_index.json", LORA_WEIGHTS_FILE)
+# The final save's staging folder, and the suffix of a part it replaces while moving the new one in.
+STAGING_FOLDER = ".final.partial"
+RETIRED_SUFFIX = ".old"
 # Never written to disk or logs: they are credentials.
 SECRET_ARGUMENTS = ("hub_token",)
 

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .run_folder import LOCK_FILE
 
 CHECKPOINT_PATTERNS = ("checkpoint-*", ".checkpoint-*")
@@ -55,8 +55,9 @@ def create_hub_repo(repo_name: str, token: str | None, private: bool) -> str:
     try:
         return create_repo(repo_id=repo_name, exist_ok=True, token=token, private=private).repo_id
     except Exception as error:  # HTTP, validation and connection errors alike: the user needs the cause
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"--hub_model_id {repo_name}: the Hub refused to create the repo ({first_line})") from error
+        raise InputError(
+            f"--hub_model_id {repo_name}: the Hub refused to create the repo ({first_line(error)})"
+        ) from error
 
 
 _HUB_CACHE_FOLDER = re.compile(r"(?:^|/)models--([^/]+)--([^/]+)/snapshots/[^/]+/?$")
@@ -214,7 +215,8 @@ def add_upload_choices(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipelines.publishing``: pushes a finished output folder to the Hub."""
-    from .run_folder import FINISHED_MARKERS, lock_holder
+    from .outputs import FINISHED_MARKERS
+    from .run_folder import lock_holder
 
     parser = argparse.ArgumentParser(description="Push a finished train_erasediff.py output folder to the Hub.")
     parser.add_argument("output_dir", help="The run's --output_dir.")

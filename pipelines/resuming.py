@@ -12,16 +12,14 @@ from pickle import UnpicklingError  # the exception type only: torch.load(weight
 
 from .checkpoints import (
     check_named_checkpoint,
-    checkpoint_problem,
-    list_checkpoints,
     newest_complete_checkpoint,
     read_manifest,
     temporary_checkpoint_path,
     write_checkpoint_folder,
 )
-from .errors import InputError, TrainingError
-from .outputs import read_recorded_arguments
-from .run_folder import FINISHED_MARKERS, argument_differences, new_run_id, visible_entries
+from .errors import InputError, TrainingError, first_line
+from .outputs import FINISHED_MARKERS, read_recorded_arguments
+from .run_folder import argument_differences, new_run_id, visible_entries
 
 
 @dataclass
@@ -99,12 +97,11 @@ def _unreadable_file(path: str) -> tuple[str, str] | None:
         except UnpicklingError:
             return file_path, "it holds Python objects that are not loaded, for safety"
         except Exception as error:  # noqa: BLE001 - any failure to decode means the file is corrupt
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return file_path, f"it is corrupt ({first_line})"
+            return file_path, f"it is corrupt ({first_line(error)})"
     return None
 
 
-def load_checkpoint(accelerator, path: str, output_dir: str) -> None:
+def load_checkpoint(accelerator, path: str) -> None:
     """``accelerator.load_state(path)``, with a file that cannot be loaded named in one line together with
     the newest other intact checkpoint."""
     try:
@@ -112,17 +109,9 @@ def load_checkpoint(accelerator, path: str, output_dir: str) -> None:
     except InputError:
         raise
     except Exception as error:
-        found = _unreadable_file(path)
-        if found is None:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            found = (path, f"accelerate could not load it ({first_line})")
-        file_path, why = found
-        intact = [
-            p
-            for _, p in reversed(list_checkpoints(os.path.dirname(os.path.abspath(path))))
-            if os.path.abspath(p) != os.path.abspath(path) and checkpoint_problem(p) is None
-        ]
-        instead = f"resume from {intact[0]} instead" if intact else "start a new run in another --output_dir"
+        file_path, why = _unreadable_file(path) or (path, f"accelerate could not load it ({first_line(error)})")
+        intact, _ = newest_complete_checkpoint(os.path.dirname(os.path.abspath(path)), None, skip=path)
+        instead = f"resume from {intact} instead" if intact else "start a new run in another --output_dir"
         raise InputError(f"--resume_from_checkpoint: cannot load {file_path}: {why}; {instead}") from error
 
 
@@ -146,7 +135,12 @@ def save_checkpoint(
         if accelerator.is_main_process:
             shutil.rmtree(temporary_path, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(temporary_path)
+        try:
+            accelerator.save_state(temporary_path)
+        except Exception as error:  # this process's part failed: no partial folder is left to look like one
+            shutil.rmtree(temporary_path, ignore_errors=True)
+            raise_if_disk_full(error, os.path.join(output_dir, f"checkpoint-{step}"), output_dir, run_id)
+            raise
         accelerator.wait_for_everyone()
         write_state = None
     if accelerator.is_main_process:
@@ -181,7 +175,7 @@ def raise_if_disk_full(error: BaseException, folder: str, output_dir: str, run_i
     """Turns a full disk while writing ``folder`` into one line (TrainingError) that says what is left."""
     if not is_disk_full(error, output_dir):
         return
-    newest, _ = newest_complete_checkpoint(output_dir, run_id)
+    newest, _ = newest_complete_checkpoint(output_dir, run_id, contents=False)
     kept = f"the newest complete checkpoint, {newest}, is intact" if newest else "no checkpoint had been saved"
     raise TrainingError(
         f"no space left on the device while writing {folder}; the partial folder was removed and {kept}; "

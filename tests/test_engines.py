@@ -30,9 +30,6 @@ from pipelines.objective import bome_lambda, cosine_lambda
 
 FSDP2 = EngineSettings.from_accelerate(DistributedType.FSDP, FullyShardedDataParallelPlugin(fsdp_version=2))
 FSDP1 = EngineSettings.from_accelerate(DistributedType.FSDP, FullyShardedDataParallelPlugin(fsdp_version=1))
-FSDP_HYBRID = EngineSettings.from_accelerate(
-    DistributedType.FSDP, FullyShardedDataParallelPlugin(fsdp_version=1, sharding_strategy="HYBRID_SHARD")
-)
 ZERO2 = EngineSettings.from_accelerate(DistributedType.DEEPSPEED, deepspeed_plugin=DeepSpeedPlugin(zero_stage=2))
 ZERO3 = EngineSettings.from_accelerate(DistributedType.DEEPSPEED, deepspeed_plugin=DeepSpeedPlugin(zero_stage=3))
 DDP_BUCKET_VIEW = EngineSettings.from_accelerate(
@@ -57,7 +54,6 @@ def shape(**changes) -> RunShape:
 
 def test_engine_settings_read_accelerates_plugins():
     assert (FSDP2.kind, FSDP2.fsdp_version, FSDP2.name, FSDP2.shards_parameters) == ("fsdp", 2, "FSDP2", True)
-    assert FSDP_HYBRID.hybrid_shard and not FSDP2.hybrid_shard
     assert (ZERO2.name, ZERO2.deepspeed_gradient_clipping, ZERO2.shards_parameters) == (
         "DeepSpeed ZeRO-2",
         "auto",
@@ -76,7 +72,8 @@ def test_engine_settings_read_accelerates_plugins():
         (ZERO2, shape(lambda_mode="bome"), "--lambda_mode bome"),
         (ZERO3, shape(lambda_mode="cosine", use_lora=False, remain_target="data"), "--lambda_mode cosine"),
         (FSDP1, shape(lambda_mode="bome"), "fsdp_version: 2"),
-        (FSDP_HYBRID, shape(lambda_mode="bome"), "hybrid"),
+        (FSDP2, shape(lambda_mode="bome", gradient_accumulation_steps=2), "--gradient_accumulation_steps 2"),
+        (FSDP1, shape(remain_target="teacher"), "fsdp_version: 2"),
         (FSDP2, shape(use_lora=False), "--remain_target teacher"),
         (ZERO3, shape(use_lora=False, remain_target="both"), "--remain_target both"),
         (FSDP2, shape(inner_steps=3), "--inner_steps"),
@@ -171,7 +168,10 @@ def _sharded_lambdas(rank: int, world: int, init_file: str, out_dir: str) -> Non
         "bome": float(bome_lambda(local_remain, local_gap, 0.2, sum_across)),
         "cosine": float(cosine_lambda(local_remain, local_gap, 0.4, sum_across)),
         "local_bome": float(bome_lambda(local_remain, local_gap, 0.2)),
-        "calls": calls,
+        "calls": list(calls),
+        # Hybrid sharding: every element on every process (replicated twice) scales the sums alike.
+        "replicated_bome": float(bome_lambda(remain, gap, 0.2, sum_across)),
+        "replicated_cosine": float(cosine_lambda(remain, gap, 0.4, sum_across)),
     }
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
@@ -187,6 +187,8 @@ def test_lambda_over_gradient_shards_equals_lambda_over_the_whole_gradients(tmp_
         assert result["cosine"] == pytest.approx(expected_cosine, rel=1e-6)
         assert result["calls"] == [3, 3]  # one all-reduce of three scalars per λ, never a gathered gradient
         assert result["local_bome"] != pytest.approx(expected_bome, rel=1e-3)  # the sums are what makes it right
+        assert result["replicated_bome"] == pytest.approx(expected_bome, rel=1e-6)
+        assert result["replicated_cosine"] == pytest.approx(expected_cosine, rel=1e-6)
 
 
 def _batches(rank: int, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
