@@ -345,9 +345,12 @@ class Bench:
                 return sample_stream
             return PrefetchingStream(sample_stream, self.accelerator.num_processes, draw_thread)
 
-        teacher = FrozenTeacher(self.accelerator.unwrap_model(self.unet), args.use_lora, weight_dtype)
+        # Only the measured variants are built: the teacher's copy of θ₀ would count in every variant's peak.
+        teacher = None
+        if "bome_teacher" in args.variants:
+            teacher = FrozenTeacher(self.accelerator.unwrap_model(self.unet), args.use_lora, weight_dtype)
         self.steps = {}
-        for variant in VARIANTS[1:]:
+        for variant in args.variants[1:]:
             mode, remain_target = ("bome", "teacher") if variant == "bome_teacher" else (variant, "data")
             self.steps[variant] = ErasureStep(
                 self.accelerator,

@@ -88,6 +88,7 @@ def test_step_and_generation_benchmarks_end_with_the_required_json(runs, tmp_pat
 
     assert STEP_KEYS <= step_summary.keys()
     assert all(step_summary[key] > 0 for key in STEP_KEYS)
+    assert step_summary["erasediff_bome_teacher_ms"] > 0 and step_summary["ratio_bome_teacher"] > 0  # the default
     assert step_summary["variants"]["plain"]["ratio"] == 1.0
     assert step_summary["samples_per_step"] == 8  # 4 remain + 4 forget, the same for every variant
     assert json.loads(results.read_text().strip().splitlines()[-1]) == step_summary
@@ -158,3 +159,25 @@ def test_every_gpu_suite_line_belongs_to_one_group_that_runs_alone():
     assert gpu_suite.GROUPS["defaults"] == ("defaults_full_bf16",)
     assert labels.index("defaults_full_bf16") == 1  # right after the headline line
     assert all(estimate > 0 for estimate in gpu_suite.group_estimates().values())
+
+
+def test_the_engine_check_compares_two_real_runs_and_its_cpu_rehearsal_passes(tmp_path):
+    """The GPU suite's engine lines rehearsed on the CPU: the plain LoRA run twice, so the difference is 0 and
+    the plain run's own change (its lora_B, which starts at zero) is what the 1% tolerance is taken of."""
+    import gpu_suite
+
+    line = next(m for m in gpu_suite.MEASUREMENTS if m[0] == "engine_fsdp_fixed_lora")
+    rehearsed = gpu_suite.rehearsal(line[1], line[2])
+    assert rehearsed[rehearsed.index("--config") + 1] == "none" and rehearsed[-2:] == ["--steps", "2"]
+    results = tmp_path / "engine.jsonl"
+    finished = subprocess.run(
+        [sys.executable, line[1], *rehearsed, "--label", line[0], "--json_out", str(results)],
+        env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    record = json.loads(results.read_text().strip().splitlines()[-1])
+    assert (record["config"], record["use_lora"], record["label"]) == ("none", True, "engine_fsdp_fixed_lora")
+    assert record["plain_run_change"] > 0 and record["max_abs_difference"] == 0.0 and record["passed"]

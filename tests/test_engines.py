@@ -4,6 +4,7 @@ the DDP bucket-view check on a real two-process gloo group, and λ's sums over g
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 import torch
@@ -139,7 +140,10 @@ def test_deepspeed_config_takes_the_scripts_clipping_and_micro_batch():
 
 def _init(rank: int, world: int, init_file: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # A bounded wait: a collective that never completes fails the test instead of hanging the suite.
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=120)
+    )
 
 
 def _full_gradients(seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -221,6 +225,10 @@ def _ddp_lambda(rank: int, world: int, init_file: str, out_dir: str, bucket_view
     except InputError as error:
         refused = str(error)
     torch.save({"lambdas": lambdas, "refused": refused}, os.path.join(out_dir, f"ddp{int(bucket_view)}_{rank}.pt"))
+    # DDP's reducer goes before the group it talks through: torn down the other way round, at the function's
+    # return, it can wait forever on the gloo thread.
+    del ddp, buffer
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -513,13 +513,7 @@ def test_a_signal_during_the_final_save_finishes_the_model_and_card_then_stops_w
 def test_sigterm_before_training_stops_at_once_with_143_and_no_lock(tiny_model, tmp_path):
     output = tmp_path / "early"
     # The first generated image: data generation, before the first step.
-    process = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "killing_launcher.py"), *arguments(tiny_model, output)],
-        env={**SUBPROCESS_ENV, "KILL_AT": "first_image", "KILL_SIGNAL": "SIGTERM"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    process = run_launched(tiny_model, output, "first_image", "SIGTERM")
     assert process.returncode == 143, process.stderr[-2000:]
     assert process.stderr.strip().splitlines()[-1] == (
         "error: stopped at once by SIGTERM before training started; continue with --resume_from_checkpoint latest"

@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -157,7 +156,6 @@ def closed_port() -> int:
 )
 def test_the_default_model_unreachable_is_one_line_at_once(environment, expected, tmp_path):
     command = [sys.executable, os.path.join(ROOT, "train_erasediff.py"), "--concept", "Van Gogh"]
-    started = time.monotonic()
     process = subprocess.run(
         [*command, "--output_dir", str(tmp_path / "o"), "--cache_dir", str(tmp_path / "cache")],
         env={**os.environ, **environment},
@@ -165,13 +163,11 @@ def test_the_default_model_unreachable_is_one_line_at_once(environment, expected
         text=True,
         timeout=120,
     )
-    elapsed = time.monotonic() - started
     last_line = process.stderr.strip().splitlines()[-1]
     assert process.returncode == 2
     assert last_line.startswith("error: could not download CompVis/stable-diffusion-v1-4")
     assert expected in last_line and "--pretrained_model_name_or_path also takes a local diffusers folder" in last_line
-    assert "Traceback" not in process.stderr
-    assert elapsed < 30, f"took {elapsed:.0f} s"
+    assert "Traceback" not in process.stderr and "Retrying" not in process.stderr  # no download retries
 
 
 def test_a_transparent_colour_and_lab_images_convert_to_what_they_show(tmp_path):

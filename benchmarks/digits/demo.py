@@ -4,8 +4,9 @@
     python benchmarks/digits/demo.py --digit 3
 
 Loads the committed digits model (benchmarks/digits/model; trains it with train_base.py first if it is
-missing), measures it with the judge, erases the digit with train_erasediff.py (ERASE_FLAGS in erase.py; D_r:
-the real training images of the other digits, written to <output_dir>/real-remain-<digit>),
+missing), measures it with the judge, erases the digit with train_erasediff.py as the main command runs it
+(MAIN_COMMAND_FLAGS in erase.py; D_r generated from the other digits' prompts, or with --real_remain their
+real training images, written to <output_dir>/real-remain-<digit>),
 measures the erased model from the same seeds, prints the before/after accuracies of the forgotten and the
 remaining digits, and writes a before/after grid (<output_dir>/before_after.png: one row per digit, the
 base model's images on the left, the erased model's from the same seeds on the right).

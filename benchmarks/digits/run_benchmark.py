@@ -181,6 +181,7 @@ def run_one(model_dir: str, judge, base: dict, variant: str, digit: int, seed: i
     output_dir = tempfile.mkdtemp(prefix=f"digits-{variant}-{digit}-{seed}-")
     try:
         argv = run_arguments(variant, digit, seed, model_dir, output_dir, data_root)
+        arguments = resolved_arguments(argv, digit)
         seconds = run_erasure(argv)
         after = measure(erased_pipeline(model_dir, output_dir, overrides), judge, IMAGES_PER_CLASS, [digit])
     finally:
@@ -191,8 +192,8 @@ def run_one(model_dir: str, judge, base: dict, variant: str, digit: int, seed: i
         "digit": digit,
         "seed": seed,
         "flags": overrides,
-        "fingerprint": fingerprint(resolved_arguments(argv, digit)),
-        "arguments": resolved_arguments(argv, digit),
+        "fingerprint": fingerprint(arguments),
+        "arguments": arguments,
         "real_remain": VARIANTS[variant].real_remain,
         "forget_accuracy_before": base["accuracy"][digit],
         "forget_accuracy_after": after.accuracy[digit],
@@ -270,7 +271,7 @@ def main(args: argparse.Namespace) -> None:
         finally:
             shutil.rmtree(data_root, ignore_errors=True)
     write_report(
-        records_by_variant(read_results(), args.model_dir),
+        records_by_variant(read_results(args.results_file), args.model_dir),
         VARIANTS,
         read_results(FIRST_SETTING_RESULTS_FILE),
         read_results(SECOND_SETTING_RESULTS_FILE),
