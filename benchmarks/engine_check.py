@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             launch += ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no"]
             run(launch + erasure_argv(args, engine) + ["--allow_unverified_engine"], environment)
         plain_weights, engine_weights = saved_weights(plain, args.use_lora), saved_weights(engine, args.use_lora)
-        if args.use_lora:  # B starts at zero (A starts random): the plain run's change is B itself
-            change = max(float(t.float().abs().max()) for k, t in plain_weights.items() if "lora_B" in k)
+        if args.use_lora:  # B (lora.up in diffusers' file) starts at zero, A random: the change is B itself
+            up = [t for k, t in plain_weights.items() if "lora_B" in k or "lora.up" in k]
+            change = max(float(t.float().abs().max()) for t in up)
         else:
             change = largest_difference(plain_weights, saved_weights(args.model_dir, False))
     difference = largest_difference(plain_weights, engine_weights)
