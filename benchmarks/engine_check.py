@@ -16,7 +16,6 @@ the plain path twice (the CPU rehearsal of the suite).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ RELATIVE_TOLERANCE = 0.01
 
 sys.path.insert(0, ROOT)
 from benchmarks.digits.data import prompt_for  # noqa: E402
+from benchmarks.json_lines import emit  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "passed": change > 0 and difference <= RELATIVE_TOLERANCE * change,
         "seconds": round(time.monotonic() - started, 1),
     }
-    print(json.dumps(record), flush=True)
-    if args.json_out:
-        with open(args.json_out, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+    emit(record, args.json_out)
 
 
 if __name__ == "__main__":

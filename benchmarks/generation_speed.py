@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import shutil
@@ -32,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from json_lines import emit  # noqa: E402
 from model_shapes import SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE, SD_NOISE_SCHEDULE  # noqa: E402
 
 # Words the tests' tiny CLIP vocabulary knows whole, so prompts tokenize as they would with a real vocabulary.
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         guidance_scale=args.guidance_scale,
         resolution=args.resolution,
         seed=args.seed,
+        scheduler="model",  # both sides use the pipeline's own
     )
     scratch = tempfile.mkdtemp(prefix="bench-generation-")
 
@@ -259,11 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"ratio ours / stock (images/s): {summary['ratio']:.3f}, paired per round {summary['paired_ratio']:.3f} "
         "(goal >= 0.95)"
     )
-    line = json.dumps(summary)
-    if args.json_out:
-        with open(args.json_out, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-    print(line, flush=True)
+    emit(summary, args.json_out)
     return summary
 
 

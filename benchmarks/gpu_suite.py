@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STEP = os.path.join(HERE, "step_speed.py")
 GENERATION = os.path.join(HERE, "generation_speed.py")
 ENGINE = os.path.join(HERE, "engine_check.py")
+RUN_TIME = os.path.join(HERE, "run_time.py")
 SD15 = ["--device", "cuda", "--model", "sd15"]
 SDXL = ["--device", "cuda", "--model", "sdxl", "--resolution", "1024", "--mixed_precision", "bf16"]
 # On the CPU rehearsal each GPU shape becomes the tiny UNet of the same family.
@@ -39,7 +40,9 @@ MEASUREMENTS = [
     (
         "full_bf16",
         STEP,
-        SD15 + ["--mixed_precision", "bf16", "--steps", "10", "--warmup", "3"],
+        SD15
+        + ["--mixed_precision", "bf16", "--variants", "fixed,bome,cosine,bome_teacher", "--steps", "10"]
+        + ["--warmup", "3"],
         75,
         "goal 1 (ratios) and goal 2 (samples/s, MFU) for full fine-tuning, batch 8 + 8, every variant",
     ),
@@ -48,10 +51,11 @@ MEASUREMENTS = [
         STEP,
         SD15
         + ["--mixed_precision", "bf16", "--batch_size", "16", "--forget_batch_size", "4"]
-        + ["--variants", "bome,bome_teacher", "--steps", "6", "--warmup", "2"],
-        70,
-        "issue 14: the default objective (bome, teacher target) at the default batch 16 + 4, full fine-tuning: "
-        "its ratio to the plain step and to bome without the teacher's forward, and peak memory",
+        + ["--variants", "bome,bome_teacher,default,fixed_teacher,teacher_forward", "--steps", "10", "--warmup", "2"],
+        110,
+        "issues 14 and 15: the default step (bome with the teacher target, λ on one step in ten) at the default "
+        "batch 16 + 4, full fine-tuning: its ratio to the plain step beside the teacher's forward alone, fixed λ "
+        "with the teacher, bome on every step, and peak memory",
     ),
     (
         "memory_full_8bit_gc_b1",
@@ -98,11 +102,11 @@ MEASUREMENTS = [
         "proposed: draws for the next micro-batch on a background thread",
     ),
     (
-        "full_bf16_fused_adam",
+        "full_bf16_unfused_adam",
         STEP,
-        SD15 + ["--variants", "fixed", "--fused_adam", "--steps", "8", "--warmup", "3"],
+        SD15 + ["--variants", "fixed", "--unfused_adam", "--steps", "8", "--warmup", "3"],
         40,
-        "switch not in train_erasediff.py: fused AdamW",
+        "issue 15: AdamW's default kernels against the fused AdamW that train_erasediff.py now uses",
     ),
     (
         "full_bf16_sdpa_cudnn",
@@ -179,6 +183,26 @@ for config, rule, lora, target in ENGINE_LINES:
         )
     )
 
+# Issue 15: the whole default run, phase by phase, on random weights in the real shapes. SDXL takes LoRA with
+# gradient checkpointing (batch 16 + 4 at 1024 px), 16 + 16 generated images and 50 steps to fit the call.
+MEASUREMENTS += [
+    (
+        "whole_run_sd15",
+        RUN_TIME,
+        ["--model", "sd15", "--mixed_precision", "bf16"],
+        180,
+        "issue 15: the main command's whole run at 512 px, full fine-tuning in bf16: seconds per phase",
+    ),
+    (
+        "whole_run_sdxl",
+        RUN_TIME,
+        ["--model", "sdxl", "--mixed_precision", "bf16", "--use_lora", "--gradient_checkpointing"]
+        + ["--num_forget_images", "16", "--num_remain_images", "16", "--max_train_steps", "50"],
+        300,
+        "issue 15: an SDXL run at 1024 px (LoRA, gradient checkpointing, fewer images and steps): seconds per phase",
+    ),
+]
+
 # Each group runs alone with --only <group>; its estimate is the sum of its lines'.
 GROUPS = {
     "step": ("full_bf16", "memory_full_8bit_gc_b1", "memory_lora_b1", "lora_bf16", "full_bf16_b4", "full_bf16_b16"),
@@ -186,13 +210,14 @@ GROUPS = {
     "generation": ("generation_sd15",),
     "switches": (
         "full_bf16_prefetch_draws",
-        "full_bf16_fused_adam",
+        "full_bf16_unfused_adam",
         "full_bf16_sdpa_cudnn",
         "full_bf16_channels_last",
         "full_bf16_compile",
     ),
     "sdxl": ("sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"),
     "engines": tuple(label for label, script, *_ in MEASUREMENTS if script == ENGINE),
+    "whole_run": ("whole_run_sd15", "whole_run_sdxl"),
 }
 
 
@@ -245,6 +270,10 @@ def rehearsal(script: str, arguments: list[str]) -> list[str]:
         at = swapped.index("--config")
         swapped[at + 1] = "none"
         return swapped + ["--device", "cpu", "--steps", "2"]
+    if script == RUN_TIME:  # the tiny pipeline of the same family, a few images and steps
+        model = REHEARSAL_MODELS[arguments[arguments.index("--model") + 1]]
+        quick = ["--num_forget_images", "2", "--num_remain_images", "2", "--generation_steps", "2"]
+        return ["--model", model, *quick, "--max_train_steps", "2", "--num_validation_images", "1"]
     if script == GENERATION:
         return swapped + ["--rounds", "1", "--warmup", "0", "--num_images", "2", "--inference_steps", "2"]
     return swapped + ["--steps", "1", "--warmup", "0", "--resolution", "64"]

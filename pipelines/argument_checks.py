@@ -22,10 +22,10 @@ def check_arguments(args) -> None:
         "num_forget_images",
         "num_remain_images",
         "generation_steps",
-        "generation_batch_size",
         "checkpointing_steps",
         "num_validation_images",
         "inner_refresh_steps",
+        "lambda_refresh_steps",
         "rank",
     )
     for name, value in vars(args).items():
@@ -34,7 +34,7 @@ def check_arguments(args) -> None:
     for name in positive:
         if getattr(args, name) <= 0:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    for name in ("validation_steps", "checkpoints_total_limit"):
+    for name in ("validation_steps", "checkpoints_total_limit", "generation_batch_size"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     for name in (

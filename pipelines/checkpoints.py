@@ -35,6 +35,7 @@ class CheckpointManifest:
     step: int
     files: dict  # file name (relative to the checkpoint) → {"bytes": size, "sha256": hex digest}
     arguments: dict  # the run's recorded arguments when the checkpoint was written
+    loop_state: dict  # what the training loop carries from step to step besides accelerate's state (λ)
 
 
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
@@ -57,7 +58,13 @@ def read_manifest(path: str) -> CheckpointManifest:
     try:
         with open(manifest_path, encoding="utf-8") as handle:
             record = json.load(handle)
-        return CheckpointManifest(record["run_id"], int(record["step"]), dict(record["files"]), record["arguments"])
+        return CheckpointManifest(
+            record["run_id"],
+            int(record["step"]),
+            dict(record["files"]),
+            record["arguments"],
+            dict(record.get("loop_state", {})),
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"its {MANIFEST_FILE} is unreadable ({error})") from error
 
@@ -175,7 +182,13 @@ def temporary_checkpoint_path(output_dir: str, step: int) -> str:
 
 
 def write_checkpoint_folder(
-    output_dir: str, step: int, run_id: str, arguments: dict, write_state, total_limit: int | None
+    output_dir: str,
+    step: int,
+    run_id: str,
+    arguments: dict,
+    write_state,
+    total_limit: int | None,
+    loop_state: dict | None = None,
 ) -> str:
     """Writes ``checkpoint-{step}`` with ``write_state(folder)`` (accelerate's ``save_state``) into a temporary
     folder, adds the manifest, renames it into place, and only then removes this run's oldest complete
@@ -189,7 +202,13 @@ def write_checkpoint_folder(
     try:
         if write_state is not None:
             write_state(temporary_path)
-        manifest = {"run_id": run_id, "step": step, "files": _file_records(temporary_path), "arguments": arguments}
+        manifest = {
+            "run_id": run_id,
+            "step": step,
+            "files": _file_records(temporary_path),
+            "arguments": arguments,
+            "loop_state": loop_state or {},
+        }
         with open(os.path.join(temporary_path, MANIFEST_FILE), "w", encoding="utf-8") as handle:
             json.dump(manifest, handle, indent=2, sort_keys=True)
             handle.flush()

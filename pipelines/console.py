@@ -64,8 +64,15 @@ def start_summary(
     )
 
 
-def end_summary(written: list[tuple[str, str]], seconds: float, load_snippet: str) -> str:
+def end_summary(written: list[tuple[str, str]], phase_seconds: dict[str, float], load_snippet: str) -> str:
     """The lines printed when the run has finished: each file or folder written and what it is, the wall
-    time, and how to load the result."""
-    lines = ["***** Done *****", *(f"  {path}: {what}" for path, what in written), f"  wall time: {seconds:.0f} s"]
+    time and where it went (pipelines/phases.py), and how to load the result."""
+    from .phases import phase_lines
+
+    lines = [
+        "***** Done *****",
+        *(f"  {path}: {what}" for path, what in written),
+        f"  wall time: {sum(phase_seconds.values()):.0f} s",
+        *(f"    {line}" for line in phase_lines(phase_seconds)),
+    ]
     return "\n".join([*lines, "  load it with:", *(f"    {line}" for line in load_snippet.splitlines())])

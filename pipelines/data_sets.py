@@ -37,6 +37,7 @@ class DataPlan:
             guidance_scale=guidance_scale,
             resolution=args.resolution,
             seed=derive_seed(args.seed, stream),
+            scheduler=args.generation_scheduler,
         )
 
     def materialize(self, args, pipeline, accelerator) -> tuple[CaptionedImages, CaptionedImages]:

@@ -1,6 +1,7 @@
 """One EraseDiff micro-step: draw the forget and remain micro-batches, run the UNet, and backpropagate
-L_r + λf in one pass (fixed λ) or ∇f and ∇L_r in two passes kept apart (bome, cosine). With a teacher remain
-target, one more forward (no graph) gives the frozen base model's prediction on the remain batch."""
+L_r + λf in one pass (fixed λ, or an adaptive λ between its refreshes) or ∇f and ∇L_r in two passes kept
+apart (bome, cosine, on the steps that compute λ). With a teacher remain target, one more forward (no graph)
+gives the frozen base model's prediction on the remain batch."""
 
 from __future__ import annotations
 
@@ -193,6 +194,8 @@ class ErasureStep:
         self.forget_buffer = (
             ForgetGradientBuffer(trainable_parameters, gradient_sum_across) if settings.adaptive else None
         )
+        # The adaptive λ of the last step that computed it, used until the next refresh (and checkpointed).
+        self.last_lambda = settings.lambda_value if not settings.adaptive else 0.0
 
     def draw(self, micro_batch_index: int) -> tuple[MicroBatch, MicroBatch]:
         """This process's forget and remain micro-batches for global micro-batch ``micro_batch_index``."""
@@ -224,8 +227,10 @@ class ErasureStep:
             self.accelerator.autocast,
         )
 
-    def run(self, micro_batch_index: int) -> tuple[torch.Tensor, torch.Tensor, MicroBatch]:
-        """Forward and backward for one micro-step; returns detached (L_r, f) and the forget micro-batch."""
+    def run(self, micro_batch_index: int, refresh: bool = True) -> tuple[torch.Tensor, torch.Tensor, MicroBatch]:
+        """Forward and backward for one micro-step; returns detached (L_r, f) and the forget micro-batch.
+        ``refresh`` (adaptive λ only): keep ∇f apart so that weigh_gradients computes λ; otherwise one pass
+        backpropagates L_r + λf with the last λ."""
         forget, remain = self.draw(micro_batch_index)
         anchor_output = (
             anchor_prediction(self.unet, forget, self.anchor_embeds, self.model_dtype)
@@ -233,11 +238,11 @@ class ErasureStep:
             else None
         )
         teacher_output = self.teacher_prediction(remain)
-        if not self.settings.adaptive:
+        if not (self.settings.adaptive and refresh):
             remain_output, forget_output = predict(self.unet, [remain, forget], self.model_dtype)
             remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
             forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
-            self.accelerator.backward(remain_value + self.settings.lambda_value * forget_value)
+            self.accelerator.backward(remain_value + self.last_lambda * forget_value)
             return remain_value.detach(), forget_value.detach(), forget
         with self.forget_buffer.collecting_forget():
             forget_output = predict(self.unet, [forget], self.model_dtype)[0]
@@ -248,11 +253,14 @@ class ErasureStep:
         self.accelerator.backward(remain_value)
         return remain_value.detach(), forget_value.detach(), forget
 
-    def weigh_gradients(self) -> torch.Tensor:
-        """After the last micro-step of an optimizer step: leaves ∇L_r + λ∇f in ``.grad`` and returns λ."""
-        if self.forget_buffer is None:
-            return torch.tensor(self.settings.lambda_value)
-        return self.forget_buffer.apply_lambda(self.settings.lambda_mode, self.settings.eta)
+    def weigh_gradients(self, refresh: bool = True) -> torch.Tensor:
+        """After the last micro-step of an optimizer step: leaves ∇L_r + λ∇f in ``.grad`` and returns λ
+        (computed now if the step's micro-steps ran with ``refresh``, else the last one)."""
+        if self.forget_buffer is None or not refresh:
+            return torch.tensor(self.last_lambda)
+        lam = self.forget_buffer.apply_lambda(self.settings.lambda_mode, self.settings.eta)
+        self.last_lambda = float(lam)
+        return lam
 
     def estimate_forget_minimum(self, forget: MicroBatch, inner_steps: int, inner_learning_rate: float) -> float:
         """The paper's K-step estimate of f* on this forget micro-batch (parameters restored afterwards)."""

@@ -31,6 +31,7 @@ from .evaluation_settings import (
     expand_evaluation_prompts,
 )
 from .loading import looks_like_hub_id, recorded_base_model
+from .options import MAX_AUTO_BATCH
 from .outputs import LORA_WEIGHTS_FILE
 from .prompts import CONCEPT_TYPES
 
@@ -145,7 +146,7 @@ def settings_for_training(args, plan) -> EvaluationSettings:
         num_inference_steps=args.generation_steps,
         guidance_scale=args.generation_guidance_scale,
         resolution=args.resolution,
-        batch_size=args.generation_batch_size,
+        batch_size=args.generation_batch_size or MAX_AUTO_BATCH,  # auto: replaced once the pipeline is built
         clip_model=args.evaluation_clip_model,
         classifier_model=args.evaluation_classifier_model,
     )

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .data_sources import METADATA_FILE, CaptionedImages, read_image_folder
 from .errors import InputError
+from .options import MAX_AUTO_BATCH
 from .randomness import derive_seed
 
 SETTINGS_FILE = "generation.json"
@@ -34,10 +35,29 @@ class GenerationSettings:
     guidance_scale: float
     resolution: int
     seed: int
+    scheduler: str  # --generation_scheduler
 
     def prompt_for(self, index: int) -> str:
         """Image ``index`` uses the prompts in turn, cycling."""
         return self.prompts[index % len(self.prompts)]
+
+
+def auto_batch_size(pipeline, resolution: int, free_share: float = 0.4) -> int:
+    """Images per pipeline call when ``--generation_batch_size`` is not given. On a GPU: as many as
+    ``free_share`` of its free memory holds, from the peak of a probe call (one image, two steps, decoded),
+    at most MAX_AUTO_BATCH. Elsewhere memory is not what limits it: MAX_AUTO_BATCH."""
+    device = pipeline.device
+    if device.type != "cuda":
+        return MAX_AUTO_BATCH
+    pipeline.set_progress_bar_config(disable=True)
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with torch.no_grad():
+        pipeline("", num_inference_steps=2, height=resolution, width=resolution, output_type="np")
+    per_image = max(torch.cuda.max_memory_allocated(device) - before, 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_AUTO_BATCH, int(free_share * free / per_image)))
 
 
 def image_file_name(index: int) -> str:

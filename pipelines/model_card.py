@@ -137,6 +137,11 @@ def _samples_per_step(args, per_process: int) -> str:
     return f"{per_process} per process × {processes} processes × {args.gradient_accumulation_steps} accumulation = {total}"
 
 
+def _refresh_words(args) -> str:
+    steps = getattr(args, "lambda_refresh_steps", 1)  # absent from runs recorded before it existed
+    return ", computed every step" if steps == 1 else f", computed on one step in {steps}"
+
+
 def _hyperparameter_rows(args) -> list[tuple[str, str]]:
     rows = [
         ("remain objective", REMAIN_TARGET_WORDS[args.remain_target]),
@@ -146,7 +151,7 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
         else ("anchor prompt", repr(args.anchor_prompt))
         if args.forget_target == "anchor"
         else None,
-        ("λ rule", args.lambda_mode),
+        ("λ rule", args.lambda_mode + ("" if args.lambda_mode == "fixed" else _refresh_words(args))),
         (
             "λ" if args.lambda_mode == "fixed" else "η",
             f"{args.lambda_value:g}" if args.lambda_mode == "fixed" else f"{args.eta:g}",

@@ -36,7 +36,7 @@ class LoadedModels:
     vae: torch.nn.Module
     unet: torch.nn.Module
     noise_scheduler: object  # DDPM, for training
-    inference_scheduler: object  # the pipeline's own, for generation and validation
+    inference_scheduler: object  # for generation and validation: --generation_scheduler over the model's schedule
     weight_dtype: torch.dtype  # frozen parts (and a LoRA run's UNet)
     model_dtype: torch.dtype  # what the UNet computes in
 
@@ -230,6 +230,8 @@ def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loade
     if args.prediction_type is not None:
         noise_scheduler.register_to_config(prediction_type=args.prediction_type)
         inference_scheduler.register_to_config(prediction_type=args.prediction_type)
+    if getattr(args, "generation_scheduler", "model") == "dpm_solver":  # the model's noise schedule, another sampler
+        inference_scheduler = diffusers.DPMSolverMultistepScheduler.from_config(inference_scheduler.config)
 
     model_dtype = weight_dtype if args.use_lora else torch.float32
     # SDXL's VAE overflows in fp16 (its config says force_upcast): it then stays in fp32.

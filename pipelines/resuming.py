@@ -124,10 +124,12 @@ def save_checkpoint(
     total_limit: int | None,
     wait: bool = True,
     collective: bool = False,
+    loop_state: dict | None = None,
 ) -> str | None:
     """Saves ``checkpoint-{step}`` on the main process (pipelines/checkpoints.py) and, with ``wait``, has every
     process wait for it; a full disk ends the run in one line, with the partial folder removed and the
-    earlier checkpoints intact. ``collective`` (FSDP, DeepSpeed): every process writes its shards first."""
+    earlier checkpoints intact. ``collective`` (FSDP, DeepSpeed): every process writes its shards first.
+    ``loop_state`` (JSON values) goes into the manifest."""
     path = None
     write_state = accelerator.save_state
     if collective:
@@ -145,7 +147,7 @@ def save_checkpoint(
         write_state = None
     if accelerator.is_main_process:
         try:
-            path = write_checkpoint_folder(output_dir, step, run_id, arguments, write_state, total_limit)
+            path = write_checkpoint_folder(output_dir, step, run_id, arguments, write_state, total_limit, loop_state)
         except Exception as error:
             raise_if_disk_full(error, os.path.join(output_dir, f"checkpoint-{step}"), output_dir, run_id)
             raise

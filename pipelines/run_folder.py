@@ -28,6 +28,7 @@ MAY_DIFFER_ON_RESUME = frozenset(
         "checkpointing_steps",
         "checkpoints_total_limit",
         "gradient_checkpointing",
+        "generation_batch_size",  # each image has its own seed; the batch only sets how many run at once
         "validation_prompts",
         "num_validation_images",
         "validation_steps",

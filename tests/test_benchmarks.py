@@ -140,9 +140,10 @@ def test_sdxl_shape_and_its_place_in_the_gpu_suite():
         assert sum(text_encoder_widths(model)) > 0
 
     labels = [m[0] for m in gpu_suite.MEASUREMENTS]
-    sdxl = [i for i, m in enumerate(gpu_suite.MEASUREMENTS) if "sdxl" in m[2]]
+    steps = [(i, m) for i, m in enumerate(gpu_suite.MEASUREMENTS) if m[1] == gpu_suite.STEP]
+    sdxl = [i for i, m in steps if "sdxl" in m[2]]
     assert [labels[i] for i in sdxl] == ["sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"]
-    assert min(sdxl) > max(i for i, m in enumerate(gpu_suite.MEASUREMENTS) if "sd15" in m[2])
+    assert min(sdxl) > max(i for i, m in steps if "sd15" in m[2])  # every SD-1.5 step line first
     for i in sdxl:
         _, script, arguments, _, _ = gpu_suite.MEASUREMENTS[i]
         rehearsed = gpu_suite.rehearsal(script, arguments)
@@ -181,3 +182,27 @@ def test_the_engine_check_compares_two_real_runs_and_its_cpu_rehearsal_passes(tm
     record = json.loads(results.read_text().strip().splitlines()[-1])
     assert (record["config"], record["use_lora"], record["label"]) == ("none", True, "engine_fsdp_fixed_lora")
     assert record["plain_run_change"] > 0 and record["max_abs_difference"] == 0.0 and record["passed"]
+
+
+def test_the_whole_run_group_rehearses_on_the_cpu_with_each_phase_timed(tmp_path):
+    """run_time.py through the GPU suite's whole_run group, on the tiny pipelines of the same families."""
+    import gpu_suite
+
+    assert gpu_suite.GROUPS["whole_run"] == ("whole_run_sd15", "whole_run_sdxl")
+    finished = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "gpu_suite.py"), "--rehearse_on_cpu", "--only", "whole_run"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    with open(tmp_path / "gpu_results.jsonl", encoding="utf-8") as handle:
+        records = {r["label"]: r for r in map(json.loads, handle) if "label" in r}
+    for label, model in (("whole_run_sd15", "tiny"), ("whole_run_sdxl", "tiny_sdxl")):
+        record = records[label]
+        assert "error" not in record and record["model"] == model
+        phases = record["phase_seconds"]
+        assert phases["loading"] > 0 and phases["training"] > 0 and phases["data generation"] > 0
+        assert abs(sum(phases.values()) - record["process_seconds"]) < 0.2  # "outside the script" closes the sum

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from pipelines.checkpoints import MANIFEST_FILE, list_checkpoints
 from pipelines.errors import InputError, TrainingError
 from pipelines.outputs import ARGS_FILE, LORA_WEIGHTS_FILE, check_output_dir
+from pipelines.phases import parse_phase_lines
 from pipelines.publishing import upload_ignore_patterns
 from pipelines.run_folder import LOCK_FILE, OutputLock
 from train_erasediff import main, parse_args
@@ -484,6 +485,10 @@ def test_the_run_logs_a_start_and_an_end_summary(tiny_model, tmp_path, caplog):
     assert "training: LoRA adapters (--train_method full)" in log and "precision: no" in log
     assert f"{output / LORA_WEIGHTS_FILE}: the erased model" in log
     assert "wall time:" in log and f"pipe.load_lora_weights({str(output)!r})" in log
+    # Where the time went: every phase the run went through, read back as benchmarks/run_time.py reads it.
+    spent = parse_phase_lines(log)
+    assert all(spent[phase] > 0 for phase in ("loading", "data generation", "training", "validation images"))
+    assert spent["evaluation"] == spent["publishing"] == 0  # not asked for
 
 
 def run_launched(model, output, point, signal_name, *extra):

@@ -12,6 +12,9 @@ from conftest import ROOT, one_step_image, tiny_run_args, write_image_folder
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import load_file
 
+from pipelines.data_sets import GENERATED_DATA_DIR
+from pipelines.generation import SETTINGS_FILE
+from pipelines.options import MAX_AUTO_BATCH
 from train_erasediff import main, parse_args
 
 FORGET_PROMPT = "a painting in the style of van gogh"
@@ -272,6 +275,55 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tiny_model, t
     pipeline = StableDiffusionPipeline.from_pretrained(tiny_model)
     pipeline.load_lora_weights(str(output))
     assert one_step_image(pipeline).shape == (1, 16, 16, 3)
+
+
+def recorded_lambdas(output) -> dict[int, float]:
+    """The λ each checkpoint's manifest carries for the steps after it, by step."""
+    lambdas = {}
+    for name in os.listdir(output):
+        if name.startswith("checkpoint-"):
+            with open(output / name / "erasediff_checkpoint.json", encoding="utf-8") as handle:
+                lambdas[int(name.split("-")[1])] = json.load(handle)["loop_state"]["lambda"]
+    return lambdas
+
+
+def test_the_adaptive_lambda_is_computed_on_refresh_steps_only_and_checkpointed(tiny_model, tmp_path):
+    extra = ["--concept", "van gogh", "--max_train_steps", "5", "--checkpointing_steps", "1", "--eta", "1"]
+    run(tiny_model, tmp_path / "every_third", *extra, "--lambda_refresh_steps", "3")
+    lambdas = recorded_lambdas(tmp_path / "every_third")
+    # Steps 0 and 3 compute λ (two passes); steps 1, 2 and 4 reuse it in one combined pass.
+    assert lambdas[1] == lambdas[2] == lambdas[3] and lambdas[4] == lambdas[5]
+    assert lambdas[4] != lambdas[3] and lambdas[1] > 0  # η = 1 keeps λ positive: a real second refresh
+
+    run(tiny_model, tmp_path / "every_step", *extra, "--lambda_refresh_steps", "1")
+    every_step = recorded_lambdas(tmp_path / "every_step")
+    assert every_step[1] == lambdas[1] and len(set(every_step.values())) == 5
+
+
+def test_data_is_generated_with_dpm_solver_by_default_in_batches_chosen_and_recorded(tiny_model, tmp_path):
+    flags = tiny_run_args(tiny_model, tmp_path / "chosen", "--concept", "van gogh", "--max_train_steps", "1")
+    at = flags.index("--generation_batch_size")
+    main(parse_args(flags[:at] + flags[at + 2 :]))  # no --generation_batch_size: chosen by the script
+    with open(tmp_path / "chosen" / "erasediff_args.json", encoding="utf-8") as handle:
+        assert json.load(handle)["generation_batch_size"] == MAX_AUTO_BATCH  # the CPU's choice, recorded
+    forget = tmp_path / "chosen" / GENERATED_DATA_DIR / "forget"
+    with open(forget / SETTINGS_FILE, encoding="utf-8") as handle:
+        assert json.load(handle)["scheduler"] == "dpm_solver"
+
+    run(
+        tiny_model,
+        tmp_path / "own",
+        "--concept",
+        "van gogh",
+        "--max_train_steps",
+        "1",
+        "--generation_scheduler",
+        "model",
+    )
+    own = tmp_path / "own" / GENERATED_DATA_DIR / "forget"
+    with open(own / SETTINGS_FILE, encoding="utf-8") as handle:
+        assert json.load(handle)["scheduler"] == "model"
+    assert (forget / "00000.png").read_bytes() != (own / "00000.png").read_bytes()  # another sampler, same seed
 
 
 def test_rerun_reuses_generated_data_and_completes_a_partial_set(tiny_model, tmp_path):

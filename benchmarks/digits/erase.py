@@ -22,9 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # dictates is set. --report_to only chooses where logs go.
 MAIN_COMMAND_FLAGS = {
     "--resolution": "16",  # the digits model's images
-    "--generation_steps": "20",  # DDIM steps, as in the measurements
+    # DPM-Solver++ steps (the script's sampler): at 10 the judge scores its images as it does DDIM's at 20
+    # (all 10 digits: accuracy 1.000 against 0.998, Fréchet distance to real digits 0.78 against 0.93).
+    "--generation_steps": "10",
     "--generation_guidance_scale": str(EVAL_GUIDANCE),  # the guidance the digits model is used with
-    "--max_train_steps": "400",
     "--learning_rate": "1e-4",  # a 1 M-parameter UNet moves too little at Stable Diffusion's 1e-5
     "--report_to": "none",
 }
