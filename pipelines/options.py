@@ -45,7 +45,8 @@ DEFAULT_LAMBDA_MODE = "bome"
 DEFAULT_LAMBDA_VALUE = 1.0
 DEFAULT_ETA = 0.05
 DEFAULT_LAMBDA_REFRESH_STEPS = 10  # --lambda_refresh_steps: two backward passes on one step in ten
-DEFAULT_MAX_TRAIN_STEPS = 400  # 200 halves the training but grew the digits' Fréchet distance by 2.5 points
+# Digits, 400 against 300 steps: 1.6 points more Fréchet growth with generated D_r, 2.5 less with real D_r.
+DEFAULT_MAX_TRAIN_STEPS = 400
 DEFAULT_REMAIN_BATCH_SIZE = 16  # --train_batch_size: remain samples per micro-batch and process
 DEFAULT_FORGET_BATCH_SIZE = 4
 DEFAULT_PROPORTION_EMPTY_PROMPTS = 0.1

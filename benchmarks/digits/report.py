@@ -297,30 +297,32 @@ def _findings(groups: dict[str, list[dict]], by_variant: dict[str, list[dict]]) 
             f"- Within the spread: D_r generated without guidance ({g['remain_guidance_1']}, and faster to make), "
             f"16 forget samples a step ({g['forget_batch_16']})."
         )
-    every = ("default", "steps_200", "lambda_every_step", "previous_defaults")
-    if all(by_variant.get(name) for name in every) and all(
+    every = ("default", "steps_300", "steps_200", "lambda_every_step", "previous_defaults", "real_remain")
+    if all(by_variant.get(name) for name in (*every, "steps_300_real_remain", "previous_real_remain")) and all(
         name in g for name in ("generation_ddim_20", "remain_batch_8", "steps_150")
     ):
-        a = {name: _growth(by_variant[name]) for name in every}
-        wins = {
-            pair: paired_wins(by_variant[pair[0]], by_variant[pair[1]])
-            for pair in (
-                ("default", "previous_defaults"),
-                ("default", "steps_200"),
-                ("steps_200", "lambda_every_step"),
-            )
-        }
+        a = {name: _growth(by_variant[name]) for name in (*every, "steps_300_real_remain", "previous_real_remain")}
+        pairs = (
+            ("default", "previous_defaults"),
+            ("real_remain", "previous_real_remain"),
+            ("steps_300", "default"),
+            ("steps_300_real_remain", "real_remain"),
+            ("steps_200", "lambda_every_step"),
+        )
+        wins = {pair: paired_wins(by_variant[pair[0]], by_variant[pair[1]]) for pair in pairs}
 
         def won(pair) -> str:
             return f"{wins[pair][0]} of {wins[pair][1]}"
 
         lines += [
             f"- **The whole-run speed-ups**, over every digit: today's defaults {a['default']} against "
-            f"{a['previous_defaults']} before them (lower in {won(('default', 'previous_defaults'))} runs): λ on one "
-            "step in ten, DPM-Solver++ data and fused AdamW cost no utility. Halving the steps did: 200 steps "
-            f"{a['steps_200']} (today's 400 lower in {won(('default', 'steps_200'))}), so the default stayed 400. At 200 "
-            f"steps λ on every step was worse still, {a['lambda_every_step']} (one step in ten lower in "
-            f"{won(('steps_200', 'lambda_every_step'))}).",
+            f"{a['previous_defaults']} before them (lower in {won(('default', 'previous_defaults'))} runs), with real "
+            f"D_r {a['real_remain']} against {a['previous_real_remain']} (lower in "
+            f"{won(('real_remain', 'previous_real_remain'))}). Fewer steps: 300 gave {a['steps_300']} (lower than 400 "
+            f"in {won(('steps_300', 'default'))}) but {a['steps_300_real_remain']} with real D_r (lower in "
+            f"{won(('steps_300_real_remain', 'real_remain'))}), so the default stayed 400; 200 gave {a['steps_200']}. "
+            f"At 200 steps λ on every step was worse than on one step in ten, {a['lambda_every_step']} (one in ten "
+            f"lower in {won(('steps_200', 'lambda_every_step'))}).",
             f"- Cheaper still, on these runs (at 200 steps): DDIM-20 data {g['generation_ddim_20']}, 8 remain samples "
             f"a step {g['remain_batch_8']}, 150 steps {g['steps_150']}.",
         ]
@@ -333,6 +335,7 @@ def _findings(groups: dict[str, list[dict]], by_variant: dict[str, list[dict]]) 
 
 _METHOD_NAMES = {
     "erasediff": "EraseDiff (main command)",
+    "erasediff_300_steps": "EraseDiff, 300 steps",
     "erasediff_200_steps": "EraseDiff, 200 steps",
     "esd_x": "ESD-x",
     "esd_u": "ESD-u",
@@ -366,7 +369,7 @@ def _methods_section(methods: dict[str, list[dict]], digits, seeds) -> list[str]
             f"{sum(g <= 10 for g in growth)} / {len(runs)} | {_mean_std([r['process_seconds'] for r in runs])} |"
         )
     theirs = {(r["digit"], r["seed"]): r["process_seconds"] for r in methods.get("esd_x", [])}
-    for method in ("erasediff", "erasediff_200_steps"):
+    for method in ("erasediff", "erasediff_300_steps", "erasediff_200_steps"):
         runs = [r for r in methods.get(method, []) if (r["digit"], r["seed"]) in theirs]
         ratios = [r["process_seconds"] / theirs[(r["digit"], r["seed"])] for r in runs]
         if ratios:

@@ -46,13 +46,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS_FILE = os.path.join(HERE, "methods.jsonl")
 METHODS = {
     "erasediff": "EraseDiff, the main command (train_erasediff.py's defaults)",
-    "erasediff_200_steps": "EraseDiff with 200 steps (half the training; the Fréchet growth 2.5 points higher)",
+    "erasediff_300_steps": "EraseDiff with 300 steps",
+    "erasediff_200_steps": "EraseDiff with 200 steps",
     "esd_x": "ESD-x (cross-attention trained)",
     "esd_u": "ESD-u (everything but cross-attention trained)",
     "uce": "UCE (closed-form edit of the cross-attention keys and values)",
 }
 # train_erasediff.py flags on top of erase.MAIN_COMMAND_FLAGS, for each EraseDiff method.
-ERASEDIFF_FLAGS = {"erasediff": {}, "erasediff_200_steps": {"--max_train_steps": "200"}}
+ERASEDIFF_FLAGS = {
+    "erasediff": {},
+    "erasediff_300_steps": {"--max_train_steps": "300"},
+    "erasediff_200_steps": {"--max_train_steps": "200"},
+}
 
 
 def method_command(method: str, digit: int, seed: int, model_dir: str, output_dir: str) -> list[str]:
