@@ -138,7 +138,7 @@ def _samples_per_step(args, per_process: int) -> str:
 
 
 def _refresh_words(args) -> str:
-    steps = getattr(args, "lambda_refresh_steps", 1)  # absent from runs recorded before it existed
+    steps = args.lambda_refresh_steps
     return ", computed every step" if steps == 1 else f", computed on one step in {steps}"
 
 

@@ -230,7 +230,7 @@ def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loade
     if args.prediction_type is not None:
         noise_scheduler.register_to_config(prediction_type=args.prediction_type)
         inference_scheduler.register_to_config(prediction_type=args.prediction_type)
-    if getattr(args, "generation_scheduler", "model") == "dpm_solver":  # the model's noise schedule, another sampler
+    if args.generation_scheduler == "dpm_solver":  # the model's noise schedule, another sampler
         inference_scheduler = diffusers.DPMSolverMultistepScheduler.from_config(inference_scheduler.config)
 
     model_dtype = weight_dtype if args.use_lora else torch.float32

@@ -56,11 +56,6 @@ class PhaseClock:
         self._charge()
         return {name: round(seconds, 1) for name, seconds in self.seconds.items()}
 
-    def total(self) -> float:
-        """All the seconds charged so far."""
-        self._charge()
-        return sum(self.seconds.values())
-
 
 def phase_lines(seconds: dict[str, float]) -> list[str]:
     """One line per phase that took any time: ``<phase>: <s> s (<share>%)``; parse_phase_lines reads them."""
