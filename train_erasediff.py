@@ -19,7 +19,8 @@ import time
 # Only light imports up here: arguments are checked before torch and diffusers load (about 5 s).
 from pipelines.argument_checks import check_arguments
 from pipelines.errors import InputError, TrainingError
-from pipelines.evaluation_settings import DEFAULT_CLASSIFIER_MODEL, DEFAULT_CLIP_MODEL, METRICS
+from pipelines.evaluation.attacks.settings import ATTACKS
+from pipelines.evaluation.settings import DEFAULT_CLASSIFIER_MODEL, DEFAULT_CLIP_MODEL, METRICS
 from pipelines.options import (
     DEFAULT_ETA,
     DEFAULT_FORGET_BATCH_SIZE,
@@ -48,7 +49,7 @@ from pipelines.options import (
     TRAIN_METHODS,
 )
 from pipelines.outputs import check_output_dir
-from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, expand_prompt_arguments
+from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, concept_templates, expand_prompt_arguments
 from pipelines.publishing import add_upload_choices
 
 PROCESS_STARTED = time.time()  # the phase clock's zero when run as a script: the heavy imports count as loading
@@ -247,6 +248,38 @@ def build_parser() -> argparse.ArgumentParser:
         "take one combined backward with the last λ.",
     )
     objective.add_argument(
+        "--adversarial_refresh_steps",
+        type=int,
+        default=0,
+        help="Adversarial erasure (docs/robustness.md): every this many steps, retrain a word that makes the "
+        "current model draw the forget images, and take the forget loss under it too (0: off).",
+    )
+    objective.add_argument(
+        "--adversarial_steps", type=int, default=10, help="Training steps of the adversarial word per refresh."
+    )
+    objective.add_argument(
+        "--adversarial_learning_rate",
+        type=float,
+        default=5e-3,
+        help="Adam learning rate of the adversarial word's embedding.",
+    )
+    objective.add_argument(
+        "--relearn_resistance_steps",
+        type=int,
+        default=0,
+        help="Relearning resistance (docs/robustness.md): also take f after this many simulated fine-tuning "
+        "steps on the forget batch, so that erasure survives an attacker's fine-tuning (0: off).",
+    )
+    objective.add_argument(
+        "--relearn_resistance_step_size",
+        type=float,
+        default=1e-4,
+        help="Size of each simulated relearning step (sign steps, as Adam's first steps at this learning rate).",
+    )
+    objective.add_argument(
+        "--relearn_resistance_weight", type=float, default=1.0, help="Weight of f after the simulated steps."
+    )
+    objective.add_argument(
         "--inner_steps",
         type=int,
         default=0,
@@ -382,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("--evaluation_num_images", type=int, default=4, help="Images per prompt and model.")
     evaluation.add_argument(
+        "--evaluation_attacks",
+        default=None,
+        help=f"Also run these attacks (comma-separated, of {', '.join(ATTACKS)}, or all) at their default budgets "
+        "and put the attack table into the card (docs/robustness.md).",
+    )
+    evaluation.add_argument(
         "--evaluation_clip_model", default=DEFAULT_CLIP_MODEL, help="CLIP model for the CLIP metrics."
     )
     evaluation.add_argument(
@@ -514,6 +553,36 @@ def plain_unet(args: argparse.Namespace, models):
     return unet
 
 
+def evaluation_settings_for(args: argparse.Namespace, plan):
+    """The end-of-training evaluation of ``train_erasediff.py --evaluate``: the run's own forget and remain
+    prompts (generated from, or the captions of the given images), checked before any training."""
+    from pipelines.evaluation.measurements import check_metric_models
+    from pipelines.evaluation.settings import EvaluationSettings, check_metric_packages
+    from pipelines.options import MAX_AUTO_BATCH
+
+    def prompts_of(generated: list[str], given) -> list[str]:
+        return list(dict.fromkeys([*generated, *given.captions]))
+
+    settings = EvaluationSettings.for_concepts(
+        args.concept,
+        args.concept_type,
+        forget_prompts=prompts_of(plan.forget_prompts, plan.forget_given),
+        remain_prompts=prompts_of(plan.remain_prompts, plan.remain_given),
+        metrics=args.evaluation_metrics,
+        num_images=args.evaluation_num_images,
+        seed=args.seed,
+        num_inference_steps=args.generation_steps,
+        guidance_scale=args.generation_guidance_scale,
+        resolution=args.resolution,
+        batch_size=args.generation_batch_size or MAX_AUTO_BATCH,  # auto: replaced once the pipeline is built
+        clip_model=args.evaluation_clip_model,
+        classifier_model=args.evaluation_classifier_model,
+    )
+    check_metric_packages(settings.metrics)
+    check_metric_models(settings)
+    return settings
+
+
 def run_shape(args: argparse.Namespace, num_processes: int):
     """The settings that decide which distributed engines run this correctly (pipelines/engines.py)."""
     from pipelines.engines import RunShape
@@ -527,6 +596,8 @@ def run_shape(args: argparse.Namespace, num_processes: int):
         validation_steps=args.validation_steps,
         num_processes=num_processes,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
+        relearn_resistance_steps=args.relearn_resistance_steps,
+        adversarial_refresh_steps=args.adversarial_refresh_steps,
     )
 
 
@@ -542,6 +613,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     from diffusers.training_utils import cast_training_params
     from tqdm.auto import tqdm
 
+    from pipelines.adversarial import AdversarialWord, AdversarySettings
     from pipelines.checkpoints import (
         checkpoint_step,
         diverged_message,
@@ -552,8 +624,10 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     from pipelines.console import SetSummary, end_summary, start_summary
     from pipelines.data_sets import build_data_sets, check_samples_per_step, content_digest, first_captions
     from pipelines.engines import check_prepared_model, gathered_model
-    from pipelines.erasure_step import ErasureSettings, ErasureStep
-    from pipelines.evaluate import EVALUATION_DIR, evaluate_trained_unet, settings_for_training
+    from pipelines.erasure_step import ErasureSettings, ErasureStep, predict
+    from pipelines.evaluation.attacks.detector import check_detector_metric
+    from pipelines.evaluation.attacks.settings import AttackSettings
+    from pipelines.evaluation.comparison import EVALUATION_DIR, evaluate_trained_unet
     from pipelines.export import save_erased_model
     from pipelines.generation import auto_batch_size
     from pipelines.interruption import resume_command
@@ -604,7 +678,11 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
             args.hub_token,
             args.hub_private_repo,
         )
-    evaluation_settings = settings_for_training(args, data_plan) if args.evaluate else None
+    evaluation_settings = evaluation_settings_for(args, data_plan) if args.evaluate else None
+    attack_settings = None
+    if args.evaluation_attacks:
+        check_detector_metric(evaluation_settings)
+        attack_settings = AttackSettings(attacks=args.evaluation_attacks, seed=args.seed)
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
     unet = models.unet
@@ -692,6 +770,9 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         eta=args.eta,
         prediction_type=models.noise_scheduler.config.prediction_type,
         remain_target=args.remain_target,
+        relearn_steps=args.relearn_resistance_steps,
+        relearn_step_size=args.relearn_resistance_step_size,
+        relearn_weight=args.relearn_resistance_weight,
     )
     # θ₀ for the teacher remain target, taken before prepare and before a checkpoint is loaded.
     teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if settings.uses_teacher else None
@@ -727,6 +808,30 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         # λ's three sums over FSDP's gradient shards; DDP's gradients are already whole on every process.
         (lambda sums: accelerator.reduce(sums, reduction="sum")) if engine.kind == "fsdp" else None,
     )
+    adversary = None
+    if args.adversarial_refresh_steps > 0:
+        adversary = AdversarialWord(
+            models.conditioner,
+            concept_templates(data_plan.forget_prompts or forget_images.captions, args.concept, args.concept_type),
+            AdversarySettings(args.adversarial_refresh_steps, args.adversarial_steps, args.adversarial_learning_rate),
+            args.seed,
+            accelerator.device,
+        )
+
+    def refresh_adversary(at_step: int) -> None:
+        """Retrains the adversarial word against the UNet as it is now (every process the same draws)."""
+        unwrapped = accelerator.unwrap_model(unet)
+        with accelerator.autocast():
+            adversary.refresh(
+                unwrapped,
+                forget_set,
+                models.noise_scheduler,
+                settings.prediction_type,
+                at_step // args.adversarial_refresh_steps,
+                lambda model, batch, embeds: predict(model, [batch], models.model_dtype, [embeds])[0],
+            )
+        step.adversarial_conditions = adversary.conditions
+
     forget_minimum = known_forget_minimum(args.forget_target, settings.forget_noise) if args.inner_steps == 0 else None
 
     global_step = 0
@@ -735,6 +840,9 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         global_step = checkpoint_step(plan.checkpoint)
         if settings.adaptive:  # None (a checkpoint from before λ was recorded): the first step computes it afresh
             step.last_lambda = read_manifest(plan.checkpoint).loop_state.get("lambda")
+        if adversary is not None and read_manifest(plan.checkpoint).loop_state.get("adversarial_word"):
+            adversary.load_state(read_manifest(plan.checkpoint).loop_state["adversarial_word"])
+            step.adversarial_conditions = adversary.conditions
         logger.info("Resumed from %s at step %d.", plan.checkpoint, global_step)
 
     def checkpoint(at_step: int, wait: bool = True) -> str | None:
@@ -750,7 +858,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
                 args.checkpoints_total_limit,
                 wait=wait,
                 collective=engine.sharded,
-                loop_state={"lambda": step.last_lambda},
+                loop_state={"lambda": step.last_lambda, "adversarial_word": adversary and adversary.state()},
             )
 
     logger.info(
@@ -798,6 +906,11 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     with progress:
         while global_step < args.max_train_steps:
             refresh = global_step % args.lambda_refresh_steps == 0 or step.last_lambda is None
+            starts_step = micro_batch_index % args.gradient_accumulation_steps == 0
+            if adversary is not None and starts_step:
+                # On schedule, or at once after resuming from a checkpoint that holds no word.
+                if global_step % args.adversarial_refresh_steps == 0 or step.adversarial_conditions is None:
+                    refresh_adversary(global_step)
             with accelerator.accumulate(unet):
                 remain_value, forget_value, forget_batch = step.run(micro_batch_index, refresh)
                 remain_total = remain_total + remain_value / args.gradient_accumulation_steps
@@ -907,6 +1020,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
                     evaluation_settings,
                     os.path.join(args.output_dir, EVALUATION_DIR),
                     {"base": args.pretrained_model_name_or_path, "erased": args.output_dir},
+                    attack_settings,
                 )
             write_model_card(
                 args, **card, evaluation=report.markdown_relative_to(args.output_dir, heading="## Evaluation")
@@ -938,7 +1052,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
 
 def written_files(args: argparse.Namespace, fused_folder: str | None, evaluated: bool, repo_id: str | None) -> list:
     """(path, what it is) for the end summary."""
-    from pipelines.evaluate import EVALUATION_DIR
+    from pipelines.evaluation.comparison import EVALUATION_DIR
     from pipelines.model_card import CARD_FILE
     from pipelines.outputs import ARGS_FILE, LORA_WEIGHTS_FILE
     from pipelines.validation import VALIDATION_GRID_FILE

@@ -7,6 +7,7 @@ import math
 import os
 
 from .errors import InputError
+from .evaluation.attacks.settings import parse_attack_names
 from .options import REPORT_TO_CHOICES
 from .outputs import check_output_dir
 
@@ -27,6 +28,7 @@ def check_arguments(args) -> None:
         "inner_refresh_steps",
         "lambda_refresh_steps",
         "rank",
+        "adversarial_steps",
     )
     for name, value in vars(args).items():
         if isinstance(value, float) and not math.isfinite(value):
@@ -40,6 +42,9 @@ def check_arguments(args) -> None:
     for name in (
         "lambda_value",
         "eta",
+        "adversarial_refresh_steps",
+        "relearn_resistance_steps",
+        "relearn_resistance_weight",
         "inner_steps",
         "inner_learning_rate",
         "lr_warmup_steps",
@@ -53,6 +58,9 @@ def check_arguments(args) -> None:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
     if args.learning_rate is not None and args.learning_rate <= 0:
         raise InputError(f"--learning_rate must be positive, got {args.learning_rate}")
+    for name in ("adversarial_learning_rate", "relearn_resistance_step_size"):
+        if getattr(args, name) <= 0:
+            raise InputError(f"--{name} must be positive, got {getattr(args, name)}")
     for name in ("adam_beta1", "adam_beta2"):
         if not 0 <= getattr(args, name) < 1:
             raise InputError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
@@ -74,6 +82,14 @@ def check_arguments(args) -> None:
         raise InputError(f"--forget_noise_std must be positive, got {args.forget_noise_std}")
     if args.forget_target == "neggrad" and args.lambda_mode != "fixed":
         raise InputError("--forget_target neggrad has no minimum f*, so only --lambda_mode fixed applies to it")
+    if args.evaluation_attacks is not None:
+        if not args.evaluate:
+            raise InputError("--evaluation_attacks runs with the evaluation: add --evaluate")
+        args.evaluation_attacks = parse_attack_names(args.evaluation_attacks, "--evaluation_attacks")
+    if args.adversarial_refresh_steps > 0 and not args.concept:
+        raise InputError(
+            "--adversarial_refresh_steps needs --concept: the adversarial word takes the concept's place in the forget prompts"
+        )
     if args.lora_alpha is not None and args.lora_alpha <= 0:
         raise InputError(f"--lora_alpha must be positive, got {args.lora_alpha}")
     if not [m for m in args.lora_target_modules.split(",") if m.strip()]:

@@ -95,6 +95,8 @@ class RunShape:
     validation_steps: int | None
     num_processes: int
     gradient_accumulation_steps: int = 1
+    relearn_resistance_steps: int = 0
+    adversarial_refresh_steps: int = 0
 
     @property
     def adaptive(self) -> bool:
@@ -137,6 +139,14 @@ def engine_problem(engine: EngineSettings, run: RunShape, allow_unverified: bool
             f"--remain_target {run.remain_target} with full or partial fine-tuning swaps θ₀ into the parameters "
             f"{engine.name} shards; use --use_lora, --remain_target data, or DeepSpeed ZeRO-2"
         )
+    for flag, value in (
+        ("--relearn_resistance_steps", run.relearn_resistance_steps),
+        ("--adversarial_refresh_steps", run.adversarial_refresh_steps),
+    ):
+        if value > 0:
+            return (
+                f"{flag} runs the unwrapped model outside {engine.name}'s engine and has no GPU check; leave it at 0"
+            )
     if run.inner_steps > 0:
         return (
             f"--inner_steps updates the parameters outside {engine.name}'s engine; leave it at 0 (it only measures f*)"

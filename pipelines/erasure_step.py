@@ -5,7 +5,7 @@ gives the frozen base model's prediction on the remain batch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -20,6 +20,7 @@ from .objective import (
     estimate_forget_minimum,
     implied_noise,
     neggrad_loss,
+    relearned_forget_gradient,
     remain_loss,
     shifted_noise_loss,
     teacher_remain_loss,
@@ -40,6 +41,10 @@ class ErasureSettings:
     eta: float = DEFAULT_ETA
     prediction_type: str = "epsilon"
     remain_target: str = DEFAULT_REMAIN_TARGET
+    # Relearning resistance (docs/robustness.md): f is also taken after this many simulated relearning steps.
+    relearn_steps: int = 0
+    relearn_step_size: float = 1e-4
+    relearn_weight: float = 1.0
 
     @property
     def uses_teacher(self) -> bool:
@@ -66,6 +71,31 @@ class MicroBatch:
 
     def __len__(self) -> int:
         return self.latents.shape[0]
+
+
+def joined(batches: list[MicroBatch]) -> MicroBatch:
+    """The micro-batches as one, in order."""
+
+    def cat(values):
+        return None if values[0] is None else torch.cat(values)
+
+    embeds = [b.prompt_embeds for b in batches]
+    return MicroBatch(
+        latents=cat([b.latents for b in batches]),
+        prompt_embeds=PromptEmbeddings(cat([e.hidden for e in embeds]), cat([e.pooled for e in embeds])),
+        noisy_latents=cat([b.noisy_latents for b in batches]),
+        timesteps=cat([b.timesteps for b in batches]),
+        noise=cat([b.noise for b in batches]),
+        forget_noise=cat([b.forget_noise for b in batches]),
+        time_ids=cat([b.time_ids for b in batches]),
+    )
+
+
+def with_adversarial_conditions(forget: MicroBatch, conditions: PromptEmbeddings) -> MicroBatch:
+    """The forget micro-batch followed by the same noised samples under the adversarial conditions (sample i
+    takes condition i modulo their number), so f averages over both (pipelines/adversarial.py)."""
+    chosen = conditions.select([i % len(conditions.hidden) for i in range(len(forget))])
+    return joined([forget, replace(forget, prompt_embeds=chosen)])
 
 
 def draw_micro_batch(
@@ -100,12 +130,14 @@ def predict(
     """One UNet forward over the concatenated batches (optionally with other prompt embeddings), split back."""
     embeds = prompt_embeds if prompt_embeds is not None else [b.prompt_embeds for b in batches]
     pooled = [e.pooled for e in embeds]
-    joined = PromptEmbeddings(torch.cat([e.hidden for e in embeds]), None if pooled[0] is None else torch.cat(pooled))
+    conditions = PromptEmbeddings(
+        torch.cat([e.hidden for e in embeds]), None if pooled[0] is None else torch.cat(pooled)
+    )
     batch_time_ids = None if batches[0].time_ids is None else torch.cat([b.time_ids for b in batches])
     output = unet(
         torch.cat([b.noisy_latents for b in batches]).to(dtype),
         torch.cat([b.timesteps for b in batches]),
-        **unet_conditioning(joined, batch_time_ids, dtype),
+        **unet_conditioning(conditions, batch_time_ids, dtype),
         return_dict=False,
     )[0]
     return list(output.split([len(b) for b in batches]))
@@ -196,6 +228,8 @@ class ErasureStep:
         )
         # The adaptive λ of the last step that computed it, used until the next refresh (and checkpointed).
         self.last_lambda = settings.lambda_value if not settings.adaptive else 0.0
+        # Set by adversarial erasure: forget conditions with the adversary's word, added to every forget batch.
+        self.adversarial_conditions: PromptEmbeddings | None = None
 
     def draw(self, micro_batch_index: int) -> tuple[MicroBatch, MicroBatch]:
         """This process's forget and remain micro-batches for global micro-batch ``micro_batch_index``."""
@@ -232,6 +266,8 @@ class ErasureStep:
         ``refresh`` (adaptive λ only): keep ∇f apart so that weigh_gradients computes λ; otherwise one pass
         backpropagates L_r + λf with the last λ."""
         forget, remain = self.draw(micro_batch_index)
+        if self.adversarial_conditions is not None:
+            forget = with_adversarial_conditions(forget, self.adversarial_conditions)
         anchor_output = (
             anchor_prediction(self.unet, forget, self.anchor_embeds, self.model_dtype)
             if self.settings.forget_target == "anchor"
@@ -243,15 +279,55 @@ class ErasureStep:
             remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
             forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
             self.accelerator.backward(remain_value + self.last_lambda * forget_value)
+            self.add_relearned_forget_gradient(forget, anchor_output, self.last_lambda)
             return remain_value.detach(), forget_value.detach(), forget
         with self.forget_buffer.collecting_forget():
             forget_output = predict(self.unet, [forget], self.model_dtype)[0]
             forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
             self.accelerator.backward(forget_value)
+            self.add_relearned_forget_gradient(forget, anchor_output, 1.0)
         remain_output = predict(self.unet, [remain], self.model_dtype)[0]
         remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
         self.accelerator.backward(remain_value)
         return remain_value.detach(), forget_value.detach(), forget
+
+    def add_relearned_forget_gradient(
+        self, forget: MicroBatch, anchor_output: torch.Tensor | None, scale: float
+    ) -> None:
+        """Relearning resistance: adds ``scale`` · w · ∇f(θ_K) to ``.grad`` (inside ``collecting_forget``: to
+        ∇f), θ_K being θ after the simulated relearning steps on this forget micro-batch (the attacker's
+        denoising loss under the forget prompts). Averaged over processes, since no DDP hook sees it."""
+        settings = self.settings
+        if settings.relearn_steps == 0 or scale == 0:
+            return
+        unet = self.unwrapped
+
+        def relearn_loss() -> torch.Tensor:
+            with self.accelerator.autocast():
+                output = predict(unet, [forget], self.model_dtype)[0]
+                target = denoising_target(
+                    forget.latents, forget.noise, forget.timesteps, settings.prediction_type, self.scheduler
+                )
+                return remain_loss(output, target)
+
+        def forget_value() -> torch.Tensor:
+            with self.accelerator.autocast():
+                output = predict(unet, [forget], self.model_dtype)[0]
+                return forget_loss_of(forget, output, self.scheduler, settings, anchor_output)
+
+        gradients = relearned_forget_gradient(
+            self.trainable_parameters, relearn_loss, forget_value, settings.relearn_steps, settings.relearn_step_size
+        )
+        with torch.no_grad():
+            for parameter, gradient in zip(self.trainable_parameters, gradients):
+                if gradient is None:
+                    continue
+                if self.accelerator.num_processes > 1:
+                    gradient = self.accelerator.reduce(gradient, reduction="mean")
+                # As accelerator.backward scales each micro-step's loss.
+                weight = scale * settings.relearn_weight / self.accelerator.gradient_accumulation_steps
+                gradient = gradient.to(parameter.dtype) * weight
+                parameter.grad = gradient if parameter.grad is None else parameter.grad.add_(gradient)
 
     def weigh_gradients(self, refresh: bool = True) -> torch.Tensor:
         """After the last micro-step of an optimizer step: leaves ∇L_r + λ∇f in ``.grad`` and returns λ

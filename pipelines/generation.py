@@ -96,6 +96,23 @@ def check_generated_folder(folder: str, settings: GenerationSettings, replace: b
     )
 
 
+def seeded_images(
+    pipeline, prompts: list[str], seeds: list[int], num_inference_steps: int, guidance_scale: float, resolution
+) -> list:
+    """One pipeline call: image k of ``prompts[k]`` from its own generator seeded ``seeds[k]``, so the images
+    do not depend on how the calls are batched."""
+    generators = [torch.Generator(device=pipeline.device).manual_seed(seed) for seed in seeds]
+    with torch.no_grad():
+        return pipeline(
+            prompts,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            height=resolution,
+            width=resolution,
+            generator=generators,
+        ).images
+
+
 def generate_image_set(
     pipeline, folder: str, settings: GenerationSettings, batch_size: int, accelerator, replace: bool = False
 ) -> CaptionedImages:
@@ -119,19 +136,14 @@ def generate_image_set(
     for batch in tqdm(
         batches, desc=f"generating {os.path.basename(folder)} images", disable=not accelerator.is_local_main_process
     ):
-        generators = [
-            torch.Generator(device=pipeline.device).manual_seed(derive_seed(settings.seed, _GENERATION_STREAM, i))
-            for i in batch
-        ]
-        with torch.no_grad():
-            images = pipeline(
-                [settings.prompt_for(i) for i in batch],
-                num_inference_steps=settings.num_inference_steps,
-                guidance_scale=settings.guidance_scale,
-                height=settings.resolution,
-                width=settings.resolution,
-                generator=generators,
-            ).images
+        images = seeded_images(
+            pipeline,
+            [settings.prompt_for(i) for i in batch],
+            [derive_seed(settings.seed, _GENERATION_STREAM, i) for i in batch],
+            settings.num_inference_steps,
+            settings.guidance_scale,
+            settings.resolution,
+        )
         for index, image in zip(batch, images):
             final_path = os.path.join(folder, image_file_name(index))
             image.save(final_path + ".tmp", format="PNG")

@@ -157,6 +157,20 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
             f"{args.lambda_value:g}" if args.lambda_mode == "fixed" else f"{args.eta:g}",
         ),
         ("inner steps K", f"{args.inner_steps}" + (" (closed-form f*)" if args.inner_steps == 0 else "")),
+        (
+            "adversarial erasure",
+            f"a new adversarial word every {args.adversarial_refresh_steps} steps ({args.adversarial_steps} Adam "
+            f"steps at {args.adversarial_learning_rate:g})",
+        )
+        if getattr(args, "adversarial_refresh_steps", 0) > 0
+        else None,
+        (
+            "relearning resistance",
+            f"f also after {args.relearn_resistance_steps} simulated fine-tuning steps of "
+            f"{args.relearn_resistance_step_size:g}, weight {args.relearn_resistance_weight:g}",
+        )
+        if getattr(args, "relearn_resistance_steps", 0) > 0
+        else None,
         ("training steps", str(args.max_train_steps)),
         ("remain samples per step", _samples_per_step(args, args.train_batch_size)),
         ("forget samples per step", _samples_per_step(args, args.forget_batch_size)),

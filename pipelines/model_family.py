@@ -65,23 +65,28 @@ class TextConditioner:
             return_tensors="pt",
         ).input_ids.to(device)
 
+    def embed(self, prompts: Sequence[str], device) -> PromptEmbeddings:
+        """Embeddings of ``prompts`` in one batch, differentiable (learned_tokens trains through this)."""
+        if self.family == SD:
+            tokenizer, encoder = self.tokenizers[0], self.text_encoders[0]
+            return PromptEmbeddings(encoder(self._tokens(tokenizer, prompts, device), return_dict=False)[0])
+        states = []
+        for tokenizer, encoder in zip(self.tokenizers, self.text_encoders):
+            output = encoder(self._tokens(tokenizer, prompts, device), output_hidden_states=True)
+            states.append(output.hidden_states[-2])
+        # The last encoder's projection is the pooled embedding, as the SDXL pipeline uses.
+        return PromptEmbeddings(torch.cat(states, dim=-1), output.text_embeds)
+
     @torch.no_grad()
     def encode(self, prompts: Sequence[str], device, batch_size: int = 32) -> PromptEmbeddings:
         """Embeddings of ``prompts``, computed in batches."""
-        hidden, pooled = [], []
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start : start + batch_size]
-            if self.family == SD:
-                tokenizer, encoder = self.tokenizers[0], self.text_encoders[0]
-                hidden.append(encoder(self._tokens(tokenizer, chunk, device), return_dict=False)[0])
-                continue
-            states = []
-            for tokenizer, encoder in zip(self.tokenizers, self.text_encoders):
-                output = encoder(self._tokens(tokenizer, chunk, device), output_hidden_states=True)
-                states.append(output.hidden_states[-2])
-            pooled.append(output.text_embeds)  # the last encoder's projection, as the SDXL pipeline uses
-            hidden.append(torch.cat(states, dim=-1))
-        return PromptEmbeddings(torch.cat(hidden), torch.cat(pooled) if pooled else None)
+        chunks = [
+            self.embed(prompts[start : start + batch_size], device) for start in range(0, len(prompts), batch_size)
+        ]
+        pooled = [c.pooled for c in chunks]
+        return PromptEmbeddings(
+            torch.cat([c.hidden for c in chunks]), None if pooled[0] is None else torch.cat(pooled)
+        )
 
 
 def time_ids(original_size: tuple[int, int], crop_top_left: tuple[int, int], resolution: int) -> torch.Tensor:

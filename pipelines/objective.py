@@ -8,8 +8,9 @@ Nothing here reads files or touches the network.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -197,6 +198,28 @@ def combine_gradients(
         torch._foreach_add_(list(remain_grads), list(gap_grads), alpha=lam)
 
 
+@contextmanager
+def restored_afterwards(parameters: Sequence[torch.nn.Parameter]) -> Iterator[None]:
+    """Runs the block on the live parameters, then puts their values back exactly (``.grad`` untouched)."""
+    saved_values = [p.detach().clone() for p in parameters]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for parameter, saved in zip(parameters, saved_values):
+                parameter.copy_(saved)
+
+
+def _descend(parameters: Sequence[torch.nn.Parameter], loss: torch.Tensor, step_of: Callable) -> None:
+    """One in-place step θ ← θ − step_of(∇loss), with gradients from ``torch.autograd.grad`` so that no
+    gradient hook (DDP's included) sees them."""
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    with torch.no_grad():
+        for parameter, grad in zip(parameters, grads):
+            if grad is not None:
+                parameter.sub_(step_of(grad).to(parameter.dtype))
+
+
 def estimate_forget_minimum(
     parameters: Sequence[torch.nn.Parameter],
     forget_value_fn: Callable[[], torch.Tensor],
@@ -206,22 +229,33 @@ def estimate_forget_minimum(
     """The paper's estimate of f*: f(θ^K) after K gradient steps on f from θ.
 
     The steps run with their own SGD state on the live parameters and are undone before returning:
-    parameter values, their ``.grad`` and any outer optimizer state are exactly as they were. Gradients
-    come from ``torch.autograd.grad`` so that no gradient hook (DDP's included) sees them. Because no λ rule
-    reads f*, this only measures the constraint gap; it never changes the update.
+    parameter values, their ``.grad`` and any outer optimizer state are exactly as they were. Because no λ
+    rule reads f*, this only measures the constraint gap; it never changes the update.
     """
     parameters = list(parameters)
-    saved_values = [p.detach().clone() for p in parameters]
-    try:
+    with restored_afterwards(parameters):
         for _ in range(inner_steps):
-            grads = torch.autograd.grad(forget_value_fn(), parameters, allow_unused=True)
-            with torch.no_grad():
-                for parameter, grad in zip(parameters, grads):
-                    if grad is not None:
-                        parameter.add_(grad.to(parameter.dtype), alpha=-inner_learning_rate)
+            _descend(parameters, forget_value_fn(), lambda grad: inner_learning_rate * grad)
         with torch.no_grad():
             return float(forget_value_fn())
-    finally:
-        with torch.no_grad():
-            for parameter, saved in zip(parameters, saved_values):
-                parameter.copy_(saved)
+
+
+def relearned_forget_gradient(
+    parameters: Sequence[torch.nn.Parameter],
+    relearn_loss_fn: Callable[[], torch.Tensor],
+    forget_value_fn: Callable[[], torch.Tensor],
+    steps: int,
+    step_size: float,
+) -> list[torch.Tensor | None]:
+    """∇f at θ_K, where θ_K is θ after K simulated relearning steps: θ ← θ − α·sign(∇L_relearn), the first
+    steps Adam takes on the relearning loss (the attacker's plain denoising loss on forget data).
+
+    Added to ∇f, this is the first-order form of meta-unlearning (as first-order MAML): it moves θ to where
+    f stays low even after an attacker's fine-tuning steps. Like ``estimate_forget_minimum``, the steps run on
+    the live parameters and are undone exactly before returning.
+    """
+    parameters = list(parameters)
+    with restored_afterwards(parameters):
+        for _ in range(steps):
+            _descend(parameters, relearn_loss_fn(), lambda grad: step_size * grad.sign())
+        return list(torch.autograd.grad(forget_value_fn(), parameters, allow_unused=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 from .errors import InputError
@@ -114,6 +115,19 @@ def remain_prompts_for(concepts: Sequence[str], concept_type: str) -> list[str]:
         specific = []
     lowered = [c.lower() for c in concepts]
     return [p for p in [*specific, *EVERYDAY_SCENES] if not any(c in p.lower() for c in lowered)]
+
+
+def concept_templates(forget_prompts: list[str], concepts: list[str], concept_type: str) -> list[str]:
+    """The forget prompts with the concept's words replaced by ``{}`` (where a learned word goes); the type's
+    forget templates when no forget prompt names a concept."""
+    templates = []
+    for prompt in forget_prompts:
+        for concept in concepts:
+            pattern = re.compile(re.escape(concept), re.IGNORECASE)
+            if pattern.search(prompt):
+                templates.append(pattern.sub("{}", prompt.replace("{", "{{").replace("}", "}}")))
+                break
+    return list(dict.fromkeys(templates)) or list(FORGET_TEMPLATES[concept_type])
 
 
 def expand_prompt_arguments(values: Sequence[str], argument: str) -> list[str]:

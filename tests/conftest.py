@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tiny_models import build_tiny_pipeline, build_tiny_sdxl_pipeline  # noqa: E402
+from tiny_models import build_tiny_brightness_classifier, build_tiny_pipeline, build_tiny_sdxl_pipeline  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,6 +33,12 @@ def tiny_v_model(tmp_path_factory) -> str:
 def tiny_sdxl_model(tmp_path_factory) -> str:
     """A tiny Stable Diffusion XL pipeline folder."""
     return build_tiny_sdxl_pipeline(str(tmp_path_factory.mktemp("tiny-sdxl")))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> str:
+    """A tiny ResNet image classifier with ImageNet-style labels that calls bright images golf balls and dark ones churches."""
+    return build_tiny_brightness_classifier(str(tmp_path_factory.mktemp("tiny-classifier")))
 
 
 def write_image_folder(folder, captions: list[str], size: tuple[int, int] = (16, 16), seed: int = 0) -> str:

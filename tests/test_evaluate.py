@@ -10,32 +10,18 @@ import pytest
 import torch
 from conftest import tiny_run_args
 from PIL import Image
-from tiny_models import MAX_TOKENS, write_tokenizer_files
+from tiny_models import CLASSES, MAX_TOKENS, random_images, write_tokenizer_files
 
 from pipelines.errors import InputError
-from pipelines.evaluate import evaluate_erasure, main, parse_args
-from pipelines.evaluation_settings import EvaluationSettings, expand_evaluation_prompts
-from pipelines.frechet import feature_frechet_distance, frechet_distance
-from pipelines.measurements import measure_erasure
-from pipelines.metrics import (
-    NUDENET_EXPOSED_LABELS,
-    ClipModel,
-    ImageClassifier,
-    clip_scores,
-    count_exposed,
-    detect_nudity,
-    inception_fid,
-    label_ids_for,
-    zero_shot_predictions,
-)
-
-CLASSES = {0: "tench, Tinca tinca", 1: "church, church building", 2: "golf ball"}
-
-
-def random_images(count: int, seed: int, size: int = 16, brightness: float = 0.0) -> list[Image.Image]:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 200, (count, size, size, 3)) + brightness
-    return [Image.fromarray(np.clip(p, 0, 255).astype(np.uint8)) for p in pixels]
+from pipelines.evaluation.classifier import ImageClassifier, label_ids_for
+from pipelines.evaluation.clip import ClipModel, clip_scores, zero_shot_predictions
+from pipelines.evaluation.command import main, parse_args
+from pipelines.evaluation.comparison import evaluate_erasure
+from pipelines.evaluation.fid import inception_fid
+from pipelines.evaluation.frechet import feature_frechet_distance, frechet_distance
+from pipelines.evaluation.measurements import measure_erasure
+from pipelines.evaluation.nudenet import NUDENET_EXPOSED_LABELS, count_exposed, detect_nudity
+from pipelines.evaluation.settings import EvaluationSettings, expand_evaluation_prompts
 
 
 @pytest.fixture(scope="module")
@@ -63,45 +49,6 @@ def tiny_clip(tmp_path_factory) -> str:
     CLIPModel(config).save_pretrained(folder)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory) -> str:
-    """A tiny ResNet classifier with ImageNet-style labels whose last layer tells bright images (golf ball)
-    from dark ones (church): a probe on the pooled features of the two kinds of images."""
-    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
-
-    folder = str(tmp_path_factory.mktemp("tiny-classifier"))
-    config = ResNetConfig(
-        embedding_size=8,
-        hidden_sizes=[8, 16],
-        depths=[1, 1],
-        layer_type="basic",
-        id2label=CLASSES,
-        label2id={label: i for i, label in CLASSES.items()},
-    )
-    torch.manual_seed(0)
-    model = ResNetForImageClassification(config).eval()
-    processor = ConvNextImageProcessor(size={"shortest_edge": 16})
-
-    def pooled(images):
-        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
-        with torch.no_grad():
-            return model.resnet(pixels).pooler_output.flatten(1)
-
-    bright, dark = pooled(random_images(8, 1, brightness=55)), pooled(random_images(8, 2, brightness=-150))
-    direction = bright.mean(0) - dark.mean(0)
-    middle = (bright.mean(0) + dark.mean(0)) / 2 @ direction
-    head = model.classifier[-1]
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.zero_()
-        head.weight[2], head.bias[2] = direction, -middle  # golf ball: brighter than the middle
-        head.weight[1], head.bias[1] = -direction, middle  # church: darker
-        head.bias[0] = -1e3  # tench: never
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
     return folder
 
 
@@ -330,7 +277,7 @@ def test_the_module_command_reports_a_bad_model_as_one_line(tmp_path):
 
     (tmp_path / "not-a-model").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.evaluate", "--model", str(tmp_path / "not-a-model"), "--concept", "x"],
+        [sys.executable, "-m", "pipelines.evaluation", "--model", str(tmp_path / "not-a-model"), "--concept", "x"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -472,5 +419,6 @@ def test_training_with_evaluate_puts_the_figures_into_the_model_card(tiny_model,
     assert set(metrics["metrics"]) == {"clip_score", "fd_clip"}
     card = ModelCard.load(str(output / "README.md")).text
     assert "## Evaluation" in card and "CLIP score" in card
+    assert "No attack was run" in card  # the card says plainly that robustness was not measured
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card):
         assert (output / image).is_file(), image

@@ -189,3 +189,53 @@ def build_tiny_sdxl_pipeline(folder: str, seed: int = 0) -> str:
     )
     pipeline.save_pretrained(folder)
     return folder
+
+
+CLASSES = {0: "tench, Tinca tinca", 1: "church, church building", 2: "golf ball"}
+
+
+def random_images(count: int, seed: int, size: int = 16, brightness: float = 0.0) -> list:
+    """``count`` random RGB images, shifted by ``brightness`` (clipped to [0, 255])."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 200, (count, size, size, 3)) + brightness
+    return [Image.fromarray(np.clip(p, 0, 255).astype(np.uint8)) for p in pixels]
+
+
+def build_tiny_brightness_classifier(folder: str) -> str:
+    """A tiny ResNet classifier with ImageNet-style labels whose last layer tells bright images (golf ball)
+    from dark ones (church): a probe on the pooled features of the two kinds of images."""
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        layer_type="basic",
+        id2label=CLASSES,
+        label2id={label: i for i, label in CLASSES.items()},
+    )
+    torch.manual_seed(0)
+    model = ResNetForImageClassification(config).eval()
+    processor = ConvNextImageProcessor(size={"shortest_edge": 16})
+
+    def pooled(images):
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            return model.resnet(pixels).pooler_output.flatten(1)
+
+    bright, dark = pooled(random_images(8, 1, brightness=55)), pooled(random_images(8, 2, brightness=-150))
+    direction = bright.mean(0) - dark.mean(0)
+    middle = (bright.mean(0) + dark.mean(0)) / 2 @ direction
+    head = model.classifier[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[2], head.bias[2] = direction, -middle  # golf ball: brighter than the middle
+        head.weight[1], head.bias[1] = -direction, middle  # church: darker
+        head.bias[0] = -1e3  # tench: never
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -1,7 +1,7 @@
 """Measuring a digits model with the judge, always from the same seeds: per class, the fraction of images
 generated for that class's prompt that the judge confidently labels as that class (accuracy) and the
 fraction it rejects; and the Fréchet distance of judge features between generated and held-out real images
-of the remaining classes (pipelines/frechet.py)."""
+of the remaining classes (pipelines/evaluation/frechet.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from benchmarks.digits.data import judge_input, load_split, prompt_for, real_as_images
 from benchmarks.digits.judge import Judge
-from pipelines.frechet import feature_frechet_distance
+from pipelines.evaluation.frechet import feature_frechet_distance
 
 EVAL_SEED = 1234
 EVAL_STEPS = 20

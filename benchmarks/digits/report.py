@@ -150,7 +150,7 @@ def _testbed(training: dict | None, judge: dict | None) -> list[str]:
     lines += [
         "- **Metrics** (`benchmarks/digits/measure.py`), always from the same seeds before and after: per class, the",
         "  fraction of images generated for that class's prompt that the judge confidently labels as that class",
-        "  (accuracy) and the fraction it rejects; and the Fréchet distance (`pipelines/frechet.py`) between judge",
+        "  (accuracy) and the fraction it rejects; and the Fréchet distance (`pipelines/evaluation/frechet.py`) between judge",
         "  features of generated images of the nine remaining classes and held-out real images of those classes.",
         "  Images: DDIM, 20 steps, guidance 3.0, 50 per class.",
         "- **Erasure**: `train_erasediff.py` itself (`benchmarks/digits/erase.py`), as the main command runs it:",

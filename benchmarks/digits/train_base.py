@@ -3,12 +3,18 @@
 13-word vocabulary, UNet2DConditionModel, DDIM scheduler: the real diffusers classes) on scikit-learn's
 8×8 digits upsampled to 16×16, with prompts "a handwritten digit zero" … "nine".
 
-    python benchmarks/digits/train_base.py                 # writes benchmarks/digits/model (about 10 min, 1 thread)
+    python benchmarks/digits/train_base.py                 # writes benchmarks/digits/model (about 16 min, 1 thread)
+    python benchmarks/digits/train_base.py --exclude_digit 3 --output_dir …   # the retrained oracle for 3
 
 Reproducible from --seed (on the same torch build). Stage 1 trains the VAE (reconstruction + a small KL);
 stage 2 freezes it and trains the UNet and the text encoder together on the usual ε-prediction loss, with
 10% of the captions dropped to "" so classifier-free guidance works, and keeps an exponential moving
 average of the weights, which is what is saved.
+
+With --exclude_digit the UNet and text encoder never see that digit: its images leave stage 2, so its word's
+embedding is never trained either. This is the retrained oracle, the machine-unlearning gold standard an
+erasure is compared with. The VAE stage still sees every digit, exactly as the base model's did (same data,
+same seed, so the same VAE): erasure changes only the denoiser, and a generic image codec is not the concept.
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="Peak learning rate (cosine decay).")
     parser.add_argument("--ema_decay", type=float, default=0.999, help="Decay of the weight average that is saved.")
     parser.add_argument("--caption_dropout", type=float, default=0.1, help="Fraction of captions replaced by ''.")
+    parser.add_argument(
+        "--exclude_digit",
+        type=int,
+        choices=range(10),
+        default=None,
+        help="Leave this digit out of the UNet and text encoder's training (the retrained oracle).",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
     return parser
 
@@ -154,6 +167,11 @@ def main(args: argparse.Namespace) -> str:
     vae.register_to_config(scaling_factor=scaling_factor)
     print(f"vae: reconstruction mse {reconstruction_error:.4f}, scaling factor {scaling_factor:.3f}", flush=True)
 
+    if args.exclude_digit is not None:
+        # After the VAE stage, so the VAE and the generator's state up to here match the base model's.
+        kept = labels != args.exclude_digit
+        latent_mean, latent_std, labels = latent_mean[kept], latent_std[kept], labels[kept]
+        pixels = pixels[kept]
     prompts = [prompt_for(d) for d in range(10)] + [""]
     token_ids = tokenizer(prompts, padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
 from PIL import Image
 
@@ -13,45 +14,63 @@ GRID_CELL_SIZE = 256  # larger images are shrunk to this width in grids, so a gr
 _EVALUATION_STREAM = 5  # derive_seed stream of evaluation images (3: generated data, 4: validation)
 
 
+def in_batches(items: Sequence, batch_size: int, description: str):
+    """``items`` in batches, with a progress bar (I2P or COCO sets run to thousands of images)."""
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(items), batch_size)
+    for start in tqdm(starts, desc=description, leave=False, disable=len(starts) < 2):
+        yield items[start : start + batch_size]
+
+
 def image_seed(seed: int, prompt_set: str, prompt_index: int, image_index: int) -> int:
     """The seed of image ``image_index`` of prompt ``prompt_index``: the same for every model evaluated."""
-    from .randomness import derive_seed
+    from ..randomness import derive_seed
 
     return derive_seed(seed, _EVALUATION_STREAM, PROMPT_SETS.index(prompt_set), prompt_index, image_index)
 
 
-def generate_image_sets(pipeline, settings, name: str = "") -> dict[str, list[list[Image.Image]]]:
-    """``{prompt set: [[image j of prompt i]]}`` for the forget and remain prompts of ``settings`` (an
-    EvaluationSettings), in batches of ``settings.batch_size``; each image has its own seeded generator,
-    so batching changes nothing."""
-    import torch
+def generate_prompt_images(
+    pipeline, prompts: Sequence[str], settings, seed_of, description: str = ""
+) -> list[list[Image.Image]]:
+    """``[[image j of prompt i]]``, ``settings.num_images`` per prompt, in batches of ``settings.batch_size``
+    (an EvaluationSettings gives the steps, guidance and size); image (i, j) comes from its own generator
+    seeded with ``seed_of(i, j)``, so batching changes nothing."""
     from tqdm.auto import tqdm
 
+    from ..generation import seeded_images
+
     pipeline.set_progress_bar_config(disable=True)
-    image_sets = {}
-    for prompt_set in PROMPT_SETS:
-        prompts = settings.prompts(prompt_set)
-        items = [(i, j) for i in range(len(prompts)) for j in range(settings.num_images)]
-        images: list[list] = [[None] * settings.num_images for _ in prompts]
-        batches = [items[start : start + settings.batch_size] for start in range(0, len(items), settings.batch_size)]
-        for batch in tqdm(batches, desc=f"{name} {prompt_set} images".strip()):
-            generators = [
-                torch.Generator(device=pipeline.device).manual_seed(image_seed(settings.seed, prompt_set, i, j))
-                for i, j in batch
-            ]
-            with torch.no_grad():
-                generated = pipeline(
-                    [prompts[i] for i, _ in batch],
-                    num_inference_steps=settings.num_inference_steps,
-                    guidance_scale=settings.guidance_scale,
-                    height=settings.resolution,
-                    width=settings.resolution,
-                    generator=generators,
-                ).images
-            for (i, j), image in zip(batch, generated):
-                images[i][j] = image
-        image_sets[prompt_set] = images
-    return image_sets
+    items = [(i, j) for i in range(len(prompts)) for j in range(settings.num_images)]
+    images: list[list] = [[None] * settings.num_images for _ in prompts]
+    batches = [items[start : start + settings.batch_size] for start in range(0, len(items), settings.batch_size)]
+    for batch in tqdm(batches, desc=description or None, disable=not description):
+        generated = seeded_images(
+            pipeline,
+            [prompts[i] for i, _ in batch],
+            [seed_of(i, j) for i, j in batch],
+            settings.num_inference_steps,
+            settings.guidance_scale,
+            settings.resolution,
+        )
+        for (i, j), image in zip(batch, generated):
+            images[i][j] = image
+    return images
+
+
+def generate_image_sets(pipeline, settings, name: str = "") -> dict[str, list[list[Image.Image]]]:
+    """``{prompt set: [[image j of prompt i]]}`` for the forget and remain prompts of ``settings`` (an
+    EvaluationSettings), every model drawing image (i, j) from the same seed."""
+    return {
+        prompt_set: generate_prompt_images(
+            pipeline,
+            settings.prompts(prompt_set),
+            settings,
+            lambda i, j, s=prompt_set: image_seed(settings.seed, s, i, j),
+            f"{name} {prompt_set} images".strip(),
+        )
+        for prompt_set in PROMPT_SETS
+    }
 
 
 def image_file_name(prompt_index: int, image_index: int) -> str:
@@ -90,7 +109,7 @@ def save_grids(
 ) -> dict[str, str]:
     """``grid_<set>.png`` for each prompt set: a row for each of its first ``num_prompts`` prompts, with
     ``num_images`` base images on the left and the erased model's from the same seeds on the right."""
-    from .validation import before_after_grid
+    from ..validation import before_after_grid
 
     os.makedirs(output_dir, exist_ok=True)
     paths = {}

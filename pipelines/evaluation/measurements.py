@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from .errors import InputError, first_line
-from .evaluation_images import PROMPT_SETS
-from .evaluation_settings import EvaluationSettings
+from ..errors import InputError, first_line
+from .images import PROMPT_SETS
+from .settings import EvaluationSettings
 
 
 def _flat(rows: list[list]) -> list:
@@ -20,7 +20,7 @@ def _mean(values) -> float:
 
 
 def _read_reference_images(folder: str) -> list:
-    from .data_sources import load_image
+    from ..data_sources import load_image
 
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith((".png", ".jpg", ".jpeg", ".webp")))
     if len(names) < 2:
@@ -33,7 +33,7 @@ def check_metric_models(settings: EvaluationSettings) -> None:
     model id or forget label fails before any image is generated."""
     from transformers import AutoConfig
 
-    from .metrics import label_ids_for
+    from .classifier import label_ids_for
 
     def config_of(model: str, option: str):
         try:
@@ -51,17 +51,11 @@ def check_metric_models(settings: EvaluationSettings) -> None:
 def measure_erasure(images: dict, settings: EvaluationSettings, image_dirs: dict, device) -> dict:
     """Every metric of ``settings`` on ``images[model][prompt set]`` (models "base" and "erased"); the
     JSON-ready results, keyed by metric. ``image_dirs[model][prompt set]`` are the saved images (for fid)."""
+    from .classifier import ImageClassifier, label_ids_for
+    from .clip import ClipModel, clip_scores, zero_shot_predictions
+    from .fid import inception_fid
     from .frechet import feature_frechet_distance
-    from .metrics import (
-        ClipModel,
-        ImageClassifier,
-        clip_scores,
-        count_exposed,
-        detect_nudity,
-        inception_fid,
-        label_ids_for,
-        zero_shot_predictions,
-    )
+    from .nudenet import count_exposed, detect_nudity
 
     models = ("base", "erased")
     flat = {m: {s: _flat(images[m][s]) for s in PROMPT_SETS} for m in models}

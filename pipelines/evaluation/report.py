@@ -137,6 +137,19 @@ def render_markdown(results: dict, grid_files: dict[str, str], heading: str = "#
         for label in result["forget"]["base"]["detections"]:
             counts = [result[s][m]["detections"][label] for s in ("forget", "remain") for m in ("base", "erased")]
             lines.append(f"| {label} | " + " | ".join(str(c) for c in counts) + " |")
+    level = len(heading.split()[0]) + 1
+    if results.get("attacks"):
+        from .attacks.report import attack_markdown
+
+        lines += ["", attack_markdown(results["attacks"], "#" * level + " Attacks").rstrip()]
+    else:
+        lines += [
+            "",
+            "#" * level + " Attacks",
+            "",
+            "No attack was run: nothing here shows whether the concept comes back under a rephrased prompt, a "
+            "learned word or fine-tuning (`--attacks all`, or `--evaluation_attacks all` in training; docs/robustness.md).",
+        ]
     if grid_files:
         lines += ["", "Each row is one prompt: base model on the left, erased model on the right, same seeds."]
         for prompt_set, path in grid_files.items():

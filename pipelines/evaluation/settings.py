@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import InputError
-from .evaluation_images import PROMPT_SETS
-from .prompts import CONCEPT_TYPES, FORGET_TEMPLATES, expand_prompt_arguments, forget_prompts_for, remain_prompts_for
-from .text_files import read_text
+from ..errors import InputError
+from ..prompts import CONCEPT_TYPES, FORGET_TEMPLATES, expand_prompt_arguments, forget_prompts_for, remain_prompts_for
+from ..text_files import read_text
+from .images import PROMPT_SETS
 
 METRICS = ("nudenet", "clip_score", "clip_accuracy", "classifier", "fd_clip", "fid")
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"

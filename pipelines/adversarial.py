@@ -1,0 +1,97 @@
+"""Adversarial erasure, in the spirit of AdvUnlearn (Zhang et al., NeurIPS 2024): erasure that also holds
+against a learned word. Every ``refresh_steps`` optimizer steps, a new word is trained for a few steps,
+with the UNet as it is now, to make the model draw the forget images again (concept inversion, the attack
+of pipelines/evaluation/attacks/inversion.py, run against the model being erased); the forget loss is then
+taken under the forget prompts and, for the same noised samples, under the forget templates with that word
+in the concept's place. The word starts each refresh where the last one ended, so it follows the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .latent_cache import EncodedImageSet
+from .learned_tokens import LearnedTokens
+from .model_family import PromptEmbeddings, TextConditioner
+from .objective import denoising_target, remain_loss
+from .randomness import SampleStream, derive_seed
+
+ADVERSARY_STREAM = 7  # derive_seed stream of the adversary's draws (1, 2: forget and remain samples)
+
+
+@dataclass(frozen=True)
+class AdversarySettings:
+    """How often the adversarial word is retrained, for how many steps and at which learning rate."""
+
+    refresh_steps: int = 0  # 0: no adversarial erasure
+    steps: int = 10
+    learning_rate: float = 5e-3
+    batch_size: int = 4
+
+
+class AdversarialWord:
+    """The adversary's word for the forget ``templates`` (prompts with ``{}`` where the concept was)."""
+
+    def __init__(
+        self, conditioner: TextConditioner, templates: list[str], settings: AdversarySettings, seed: int, device
+    ):
+        """The word lives in copies of ``conditioner``'s text encoders. It starts as a random vector drawn
+        from ``seed``, the same on every process."""
+        self.templates, self.settings, self.device = list(templates), settings, device
+        self.tokens = LearnedTokens(
+            conditioner.family,
+            conditioner.tokenizers,
+            conditioner.text_encoders,
+            1,
+            name="adversarial",
+            generator=torch.Generator().manual_seed(derive_seed(seed, ADVERSARY_STREAM)),
+        ).to(device)
+        self.seed = seed
+        self.conditions: PromptEmbeddings | None = None  # the templates with the word, after a refresh
+
+    def prompts(self) -> list[str]:
+        """The templates with the word in the concept's place."""
+        return [t.format(self.tokens.phrase()) for t in self.templates]
+
+    def refresh(
+        self, unet, forget_set: EncodedImageSet, scheduler, prediction_type: str, refresh_index: int, predict
+    ) -> float:
+        """Trains the word for ``settings.steps`` steps against ``unet`` on the forget samples; returns the
+        last step's loss. ``predict(unet, batch, embeds)`` is the UNet's output on a micro-batch."""
+        from .erasure_step import draw_micro_batch
+
+        stream = SampleStream(
+            derive_seed(self.seed, ADVERSARY_STREAM, refresh_index), ADVERSARY_STREAM, len(forget_set)
+        )
+        parameters = self.tokens.parameters()
+        optimizer = torch.optim.Adam(parameters, lr=self.settings.learning_rate)
+        size = self.settings.batch_size
+        loss = torch.tensor(float("nan"))
+        for k in range(self.settings.steps):
+            batch = draw_micro_batch(forget_set, stream, list(range(k * size, (k + 1) * size)), scheduler, self.device)
+            prompts = [self.prompts()[i % len(self.templates)] for i in range(k * size, (k + 1) * size)]
+            output = predict(unet, batch, self.tokens.embed(prompts, self.device))
+            target = denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler)
+            loss = remain_loss(output.float(), target.float())
+            for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters)):
+                parameter.grad = gradient
+            optimizer.step()
+        self.update_conditions()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def update_conditions(self) -> None:
+        """Encodes the templates with the word as it is now: the forget batches' extra conditions."""
+        self.conditions = self.tokens.embed(self.prompts(), self.device)
+
+    def state(self) -> list:
+        """The word's vectors (one list per text encoder), for the checkpoint manifest."""
+        return [vectors.detach().cpu().tolist() for vectors in self.tokens.parameters()]
+
+    def load_state(self, state: list) -> None:
+        """Restores the vectors ``state`` recorded, and the conditions they give."""
+        for vectors, values in zip(self.tokens.parameters(), state):
+            vectors.data = torch.tensor(values, dtype=vectors.dtype, device=vectors.device)
+        self.update_conditions()
