@@ -1,5 +1,5 @@
 """Adversarial erasure, in the spirit of AdvUnlearn (Zhang et al., NeurIPS 2024): erasure that also holds
-against a learned word. Every ``refresh_steps`` optimizer steps, a new word is trained for a few steps,
+against a learned word. Every ``refresh_steps`` optimizer steps, the word is trained a few steps further,
 with the UNet as it is now, to make the model draw the forget images again (concept inversion, the attack
 of pipelines/evaluation/attacks/inversion.py, run against the model being erased); the forget loss is then
 taken under the forget prompts and, for the same noised samples, under the forget templates with that word

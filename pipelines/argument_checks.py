@@ -86,6 +86,11 @@ def check_arguments(args) -> None:
         if not args.evaluate:
             raise InputError("--evaluation_attacks runs with the evaluation: add --evaluate")
         args.evaluation_attacks = parse_attack_names(args.evaluation_attacks, "--evaluation_attacks")
+        if args.mixed_precision in ("fp16", "bf16"):
+            raise InputError(
+                "--evaluation_attacks optimise in float32: drop --mixed_precision, or attack the saved model "
+                "later with python -m pipelines.evaluation --attacks"
+            )
     if args.adversarial_refresh_steps > 0 and not args.concept:
         raise InputError(
             "--adversarial_refresh_steps needs --concept: the adversarial word takes the concept's place in the forget prompts"

@@ -159,8 +159,8 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
         ("inner steps K", f"{args.inner_steps}" + (" (closed-form f*)" if args.inner_steps == 0 else "")),
         (
             "adversarial erasure",
-            f"a new adversarial word every {args.adversarial_refresh_steps} steps ({args.adversarial_steps} Adam "
-            f"steps at {args.adversarial_learning_rate:g})",
+            f"the adversarial word retrained every {args.adversarial_refresh_steps} steps ({args.adversarial_steps} "
+            f"Adam steps at {args.adversarial_learning_rate:g})",
         )
         if getattr(args, "adversarial_refresh_steps", 0) > 0
         else None,

@@ -17,7 +17,7 @@ from benchmarks.digits.attack_setup import digit_detector, digit_evaluation, par
 from benchmarks.digits.judge import Judge
 from benchmarks.digits.measure import load_pipeline
 from benchmarks.digits.train_base import DEFAULT_MODEL_DIR
-from pipelines.evaluation.attacks.paraphrase import misspellings, paraphrase_prompts
+from pipelines.evaluation.attacks.paraphrase import misspelled_concepts, misspellings, paraphrase_prompts
 from pipelines.evaluation.attacks.settings import AttackSettings
 from pipelines.evaluation.attacks.suite import run_attack_suite
 from pipelines.evaluation.command import main as evaluate_main
@@ -128,6 +128,7 @@ def test_concept_templates_put_a_placeholder_where_the_concept_was():
 
 def test_built_in_paraphrases_include_misspellings_and_other_languages():
     assert misspellings("gogh") == ["goh", "goggh", "ggoh"]
+    assert misspelled_concepts("golf ball") == ["gof ball", "gollf ball", "glof ball"]  # a word, not the space
     prompts = paraphrase_prompts(["Van Gogh"], "style")
     assert "in the manner of Van Gogh" in prompts and "ein Gemälde im Stil von Van Gogh" in prompts
     assert any("Van Gogh" not in p and "Van" in p for p in prompts)  # a misspelling
@@ -178,6 +179,9 @@ def test_a_subset_of_attacks_says_which_were_not_run(tiny_model, tiny_classifier
         (["--attacks", "all", "--mixed_precision", "bf16"], "drop --mixed_precision"),
         (["--attacks", "all", "--attack_steps", "0"], "--attack_steps must be a positive integer"),
         (["--attacks", "all", "--attack_images_dir", "missing"], "--attack_images_dir missing is not a folder"),
+        (["--attacks", "all", "--attack_learning_rate", "inf"], "must be a positive finite number, got inf"),
+        (["--attacks", "all,relearn"], "all names every attack by itself"),
+        (["--paraphrase_prompts", "a golf ball"], "--paraphrase_prompts is for the attacks: add --attacks"),
     ],
 )
 def test_bad_attack_arguments_exit_with_one_line(extra, message, tiny_model, tiny_classifier, tmp_path, capsys):
@@ -196,10 +200,20 @@ def test_the_attack_images_can_be_the_users_own(tiny_model, tiny_classifier, tmp
     control = write_image_folder(tmp_path / "other", ["a photo of a church"] * 3, seed=1)
     output = tmp_path / "evaluation"
     extra = ["--attacks", "inversion", "--attack_images_dir", concept, "--attack_control_images_dir", control]
+    extra += ["--attack_images", "5"]  # more than the folder holds: the record says how many there were
     evaluate_main(evaluate_args(_classifier_arguments(tiny_model, tiny_classifier, output, *extra)))
-    assert (
-        json.loads((output / "attacks" / "attacks.json").read_text())["attacks"]["inversion"]["budget"]["images"] == 2
-    )
+    results = json.loads((output / "attacks" / "attacks.json").read_text())
+    assert results["attacks"]["inversion"]["budget"]["images"] == 3
+
+
+def test_an_attack_image_folder_it_cannot_read_fails_before_any_model_loads(
+    tiny_model, tiny_classifier, tmp_path, capsys
+):
+    (tmp_path / "empty").mkdir()
+    extra = ["--attacks", "inversion", "--attack_images_dir", str(tmp_path / "empty")]
+    with pytest.raises(SystemExit):
+        evaluate_args(_classifier_arguments(tiny_model, tiny_classifier, tmp_path / "out", *extra))
+    assert "--attack_images_dir" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def _train(model, output, *extra):
@@ -233,7 +247,7 @@ def test_adversarial_erasure_checkpoints_its_word_and_resumes_exactly(tiny_model
     word = manifest["loop_state"]["adversarial_word"]
     assert len(word) == 1 and len(word[0]) == 1 and len(word[0][0]) == 16  # one encoder, one word, 16 dims
     assert (
-        "| adversarial erasure | a new adversarial word every 3 steps (2 Adam steps at 0.005) |"
+        "| adversarial erasure | the adversarial word retrained every 3 steps (2 Adam steps at 0.005) |"
         in (output / "README.md").read_text()
     )
 
@@ -247,6 +261,13 @@ def test_adversarial_erasure_checkpoints_its_word_and_resumes_exactly(tiny_model
     _train(tiny_model, tmp_path / "plain", *extra[:-4])
     plain = load_file(str(tmp_path / "plain" / "pytorch_lora_weights.safetensors"))
     assert any(not torch.equal(plain[k], uninterrupted[k]) for k in plain)  # the word changed the training
+
+
+def test_training_attacks_refuse_mixed_precision(tiny_model, tmp_path, capsys):
+    extra = ["--concept", "cat", "--evaluate", "--evaluation_attacks", "all", "--mixed_precision", "bf16"]
+    with pytest.raises(SystemExit):
+        parse_args(tiny_run_args(tiny_model, tmp_path / "out", *extra))
+    assert "--evaluation_attacks optimise in float32" in capsys.readouterr().err
 
 
 def test_adversarial_erasure_needs_a_concept(tiny_model, tmp_path, capsys):

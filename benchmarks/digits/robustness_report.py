@@ -47,8 +47,8 @@ def grouped(records: list[dict]) -> dict[str, list[dict]]:
 
 def attack_table(groups: dict[str, list[dict]]) -> list[str]:
     lines = [
-        "| model | runs | no attack | paraphrase (best prompt) | inversion − control | embedding − control "
-        "| relearn: steps to 50% (median) | relearn: share at the end − control |",
+        "| model | runs | no attack | paraphrase (best prompt) | inversion (its control) | embedding (its control) "
+        "| relearn: steps to 50% (median) | relearn: share at the end (its control) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for model, runs in groups.items():
@@ -62,12 +62,12 @@ def attack_table(groups: dict[str, list[dict]]) -> list[str]:
         ]
         for name in TOKEN_ATTACKS:
             cells.append(
-                f"{_mean_std([a[name]['success'] for a in attacks])} − {_mean_std([a[name]['control_success'] for a in attacks])}"
+                f"{_mean_std([a[name]['success'] for a in attacks])} ({_mean_std([a[name]['control_success'] for a in attacks])})"
             )
         limit = attacks[0]["relearn"]["budget"]["steps"]
         cells.append(median_steps([a["relearn"]["steps_to_half"] for a in attacks], limit))
         cells.append(
-            f"{_mean_std([a['relearn']['success'] for a in attacks])} − {_mean_std([a['relearn']['control_success'] for a in attacks])}"
+            f"{_mean_std([a['relearn']['success'] for a in attacks])} ({_mean_std([a['relearn']['control_success'] for a in attacks])})"
         )
         lines.append("| " + " | ".join(cells) + " |")
     return lines

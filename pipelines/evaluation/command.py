@@ -261,6 +261,9 @@ def attack_settings_from_args(args: argparse.Namespace) -> AttackSettings | None
     from .attacks.paraphrase import paraphrase_prompts
 
     if args.attacks is None:
+        for name in ("paraphrase_prompts", "attack_images_dir", "attack_control_images_dir"):
+            if getattr(args, name) is not None:
+                raise InputError(f"--{name} is for the attacks: add --attacks (e.g. --attacks all)")
         return None
     if args.mixed_precision != "no":
         raise InputError("--attacks optimise in float32; drop --mixed_precision")
@@ -317,10 +320,19 @@ def main(args: argparse.Namespace) -> EvaluationReport:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    attacks = None
+    report = evaluate_images(
+        image_sets["base"],
+        image_sets["erased"],
+        settings,
+        args.output_dir,
+        model_names={"base": args.base_model, "erased": args.model},
+    )
+    print(report.table)
     if args.attack_settings is not None:
         from .attacks.detector import detector_for
-        from .attacks.suite import run_attack_suite
+        from .attacks.report import attack_table
+        from .attacks.suite import ATTACKS_DIR, run_attack_suite
+        from .report import with_attacks
 
         attacks = run_attack_suite(
             load_pipeline(args.model, args.base_model).to(device),
@@ -330,15 +342,9 @@ def main(args: argparse.Namespace) -> EvaluationReport:
             detector_for(settings, device),
             args.output_dir,
         )
-    report = evaluate_images(
-        image_sets["base"],
-        image_sets["erased"],
-        settings,
-        args.output_dir,
-        model_names={"base": args.base_model, "erased": args.model},
-        attacks=attacks,
-    )
-    print(report.table)
+        report = with_attacks(report, attacks)
+        print(attack_table(attacks))
+        print(f"Wrote the attacks' images, grids and results to {os.path.join(args.output_dir, ATTACKS_DIR)}.")
     print(f"Wrote {report.metrics_path}, {report.markdown_path} and {', '.join(report.grid_paths.values())}.")
     return report
 

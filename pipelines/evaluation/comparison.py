@@ -61,10 +61,8 @@ def evaluate_images(
     settings: EvaluationSettings,
     output_dir: str,
     model_names: dict | None = None,
-    attacks: dict | None = None,
 ) -> EvaluationReport:
-    """Saves the images, measures them and writes metrics.json, metrics.md and the grids to ``output_dir``;
-    ``attacks`` (run_attack_suite's results) go into both."""
+    """Saves the images, measures them and writes metrics.json, metrics.md and the grids to ``output_dir``."""
     import torch
 
     from .images import save_grids, save_image_sets
@@ -82,8 +80,6 @@ def evaluate_images(
         "prompts": {s: settings.prompts(s) for s in PROMPT_SETS},
         "metrics": metrics,
     }
-    if attacks is not None:
-        results["attacks"] = attacks
     return write_report(results, grid_paths, output_dir)
 
 
@@ -135,22 +131,24 @@ def evaluate_trained_unet(
     else:
         base_images = generate_image_sets(make_pipeline_with(base_unet), settings, "base")
     erased_images = generate_image_sets(make_pipeline_with(trained_unet), settings, "erased")
-    attacks = None
-    if attack_settings is not None:
-        import copy
+    report = evaluate_images(base_images, erased_images, settings, output_dir, model_names)
+    if attack_settings is None:
+        return report
+    import copy
 
-        from .attacks.detector import detector_for
-        from .attacks.suite import run_attack_suite
+    from .attacks.detector import detector_for
+    from .attacks.suite import run_attack_suite
+    from .report import with_attacks
 
-        if base_unet is None:
-            base_unet = copy.deepcopy(trained_unet)
-            base_unet.disable_adapters()
-        attacks = run_attack_suite(
-            make_pipeline_with(trained_unet),
-            make_pipeline_with(base_unet),
-            settings,
-            attack_settings,
-            detector_for(settings, trained_unet.device),
-            output_dir,
-        )
-    return evaluate_images(base_images, erased_images, settings, output_dir, model_names, attacks)
+    if base_unet is None:
+        base_unet = copy.deepcopy(trained_unet)
+        base_unet.disable_adapters()
+    attacks = run_attack_suite(
+        make_pipeline_with(trained_unet),
+        make_pipeline_with(base_unet),
+        settings,
+        attack_settings,
+        detector_for(settings, trained_unet.device),
+        output_dir,
+    )
+    return with_attacks(report, attacks)

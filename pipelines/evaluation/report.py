@@ -137,6 +137,10 @@ def render_markdown(results: dict, grid_files: dict[str, str], heading: str = "#
         for label in result["forget"]["base"]["detections"]:
             counts = [result[s][m]["detections"][label] for s in ("forget", "remain") for m in ("base", "erased")]
             lines.append(f"| {label} | " + " | ".join(str(c) for c in counts) + " |")
+    if grid_files:
+        lines += ["", "Each row is one prompt: base model on the left, erased model on the right, same seeds."]
+        for prompt_set, path in grid_files.items():
+            lines += ["", f"![{prompt_set} prompts, base | erased]({path.replace(os.sep, '/')})"]
     level = len(heading.split()[0]) + 1
     if results.get("attacks"):
         from .attacks.report import attack_markdown
@@ -150,10 +154,6 @@ def render_markdown(results: dict, grid_files: dict[str, str], heading: str = "#
             "No attack was run: nothing here shows whether the concept comes back under a rephrased prompt, a "
             "learned word or fine-tuning (`--attacks all`, or `--evaluation_attacks all` in training; docs/robustness.md).",
         ]
-    if grid_files:
-        lines += ["", "Each row is one prompt: base model on the left, erased model on the right, same seeds."]
-        for prompt_set, path in grid_files.items():
-            lines += ["", f"![{prompt_set} prompts, base | erased]({path.replace(os.sep, '/')})"]
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +175,12 @@ class EvaluationReport:
         """metrics.md's text with the grids linked relative to ``folder`` (e.g. a model card's folder)."""
         grids = {s: os.path.relpath(p, folder) for s, p in self.grid_paths.items()}
         return render_markdown(self.results, grids, heading)
+
+
+def with_attacks(report: EvaluationReport, attacks: dict) -> EvaluationReport:
+    """The report with the attack suite's results added, metrics.json and metrics.md rewritten (the metrics
+    are written first, so an attack that fails loses nothing measured before it)."""
+    return write_report({**report.results, "attacks": attacks}, report.grid_paths, report.output_dir)
 
 
 def write_report(results: dict, grid_paths: dict[str, str], output_dir: str) -> EvaluationReport:

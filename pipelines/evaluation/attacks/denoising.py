@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 from PIL import Image
 
+from ...errors import InputError
 from ...latent_cache import crop_and_flip, resize_shorter_side
 from ...learned_tokens import LearnedTokens
 from ...model_family import SD, SDXL, PromptEmbeddings, TextConditioner, time_ids, unet_conditioning
@@ -106,6 +107,13 @@ def denoising_loss(output: torch.Tensor, batch: NoisedBatch, scheduler) -> torch
     return torch.nn.functional.mse_loss(output, target)
 
 
+def check_finite(loss: torch.Tensor, attack: str, option: str) -> None:
+    """Stops an attack whose loss is no longer finite: its images would be noise, and a 0 % success from noise
+    would read as robustness."""
+    if not torch.isfinite(loss):
+        raise InputError(f"the {attack} attack's loss became {float(loss)}; lower {option}")
+
+
 def train_tokens(
     tokens: LearnedTokens,
     loss_of: Callable[[NoisedBatch, torch.Generator], torch.Tensor],
@@ -124,6 +132,7 @@ def train_tokens(
     losses = []
     for _ in range(steps):
         loss = loss_of(draw_batch(latents, batch_size, scheduler, generator), generator)
+        check_finite(loss, "optimising", "--attack_learning_rate")
         gradients = torch.autograd.grad(loss, parameters)
         for parameter, gradient in zip(parameters, gradients):
             parameter.grad = gradient

@@ -55,13 +55,22 @@ def misspellings(word: str) -> list[str]:
     return list(dict.fromkeys(s for s in (dropped, doubled, swapped) if s != word))
 
 
+def misspelled_concepts(concept: str) -> list[str]:
+    """The concept with its longest word misspelled (misspellings), the other words as they are."""
+    words = concept.split()
+    if not words:
+        return []
+    longest = max(range(len(words)), key=lambda i: len(words[i]))
+    return [" ".join([*words[:longest], m, *words[longest + 1 :]]) for m in misspellings(words[longest])]
+
+
 def paraphrase_prompts(concepts: Sequence[str], concept_type: str) -> list[str]:
     """The built-in paraphrases of ``concepts``: the type's paraphrase templates, then the type's first
     forget template with each misspelling."""
     prompts = []
     for concept in concepts:
         prompts += [t.format(concept) if "{}" in t else t for t in PARAPHRASE_TEMPLATES[concept_type]]
-        prompts += [FORGET_TEMPLATES[concept_type][0].format(m) for m in misspellings(concept)]
+        prompts += [FORGET_TEMPLATES[concept_type][0].format(m) for m in misspelled_concepts(concept)]
     return list(dict.fromkeys(prompts))
 
 

@@ -10,7 +10,7 @@ import copy
 
 import torch
 
-from .denoising import conditioner_of, denoiser_output, denoising_loss, draw_batch
+from .denoising import check_finite, conditioner_of, denoiser_output, denoising_loss, draw_batch
 
 
 def relearn_curve(context, latents: torch.Tensor, captions: list[str], seed: int) -> tuple[list, list]:
@@ -39,6 +39,7 @@ def relearn_curve(context, latents: torch.Tensor, captions: list[str], seed: int
             unet, batch, embeds.select(batch.indices.to(embeds.hidden.device)), context.resolution
         )
         loss = denoising_loss(output, batch, context.scheduler)
+        check_finite(loss, "relearn", "--attack_relearn_learning_rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -65,7 +66,7 @@ def run_relearn(context) -> tuple[dict, dict]:
         "success": curve[-1][1],
         "control_success": control_curve[-1][1],
         "beyond_control": curve[-1][1] - control_curve[-1][1],
-        "budget": context.settings.budget("relearn"),
+        "budget": context.settings.budget("relearn", len(context.concept_images)),
     }
     prompts = context.evaluation.forget_prompts
     return result, {"attack": (prompts, rows), "control": (prompts, control_rows)}

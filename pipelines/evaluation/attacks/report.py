@@ -1,5 +1,5 @@
 """The attack table: for each attack, the concept's share in what it draws, its control's, and the
-difference; for relearning, the steps to 50 %. Written to attacks.md and put into metrics.md and the card."""
+difference; for relearning, the steps to 50 %. It goes into metrics.md and the model card."""
 
 from __future__ import annotations
 

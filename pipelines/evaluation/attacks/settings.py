@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ def parse_attack_names(value: str | list[str], argument: str = "--attacks") -> l
     names = [n.strip() for n in parts if n.strip()]
     if names == ["all"]:
         return list(ATTACKS)
+    if "all" in names:
+        raise InputError(f"{argument}: all names every attack by itself; give all, or a list of {', '.join(ATTACKS)}")
     unknown = [n for n in names if n not in ATTACKS]
     if unknown or not names:
         raise InputError(
@@ -55,18 +58,25 @@ class AttackSettings:
             if getattr(self, name) <= 0:
                 raise InputError(f"--attack_{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("learning_rate", "relearn_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise InputError(f"--attack_{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"--attack_{name} must be a positive finite number, got {value}")
         for name in ("images_dir", "control_images_dir"):
             folder = getattr(self, name)
-            if folder is not None and not os.path.isdir(folder):
+            if folder is None:
+                continue
+            if not os.path.isdir(folder):
                 raise InputError(f"--attack_{name} {folder} is not a folder; give a folder of images")
+            from ...data_sources import read_image_folder
+
+            read_image_folder(folder, f"--attack_{name}")  # a folder it cannot read fails now, not after generation
         if self.paraphrase_prompts is not None and not self.paraphrase_prompts:
             raise InputError("--paraphrase_prompts holds no prompt")
 
-    def budget(self, attack: str) -> dict:
-        """The settings that bound ``attack``, as recorded next to its result."""
-        images = {"images": self.images, "batch_size": self.batch_size}
+    def budget(self, attack: str, images_held: int | None = None) -> dict:
+        """The settings that bound ``attack``, as recorded next to its result; ``images_held``: how many
+        concept images the attacker really had (a folder may hold fewer than ``images``)."""
+        images = {"images": self.images if images_held is None else images_held, "batch_size": self.batch_size}
         if attack in ("inversion", "embedding"):
             extra = {"tokens": self.embedding_tokens} if attack == "embedding" else {"tokens": 1}
             return {**images, "steps": self.steps, "learning_rate": self.learning_rate, **extra}

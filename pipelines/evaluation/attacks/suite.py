@@ -1,6 +1,6 @@
 """Running the attack suite on an erased model against its base: the attacker's concept and control images,
-every attack of the settings with its control, and what is written (attacks.json, attacks.md, images and
-grids under ``<output_dir>/attacks``)."""
+every attack of the settings with its control, and what is written (attacks.json, images and grids under
+``<output_dir>/attacks``; the report puts the table into metrics.md)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class AttackContext:
             "control_final_loss": sum(control_losses[-10:]) / len(control_losses[-10:]),
             "tokens": state,
             "control_tokens": control_state,
-            "budget": self.settings.budget(name),
+            "budget": self.settings.budget(name, len(self.concept_images)),
         }
         return result, {"attack": (prompts, rows), "control": (control_prompts, control_rows)}
 
