@@ -5,6 +5,7 @@ the card and the defence's checkpoints on the tiny pipelines."""
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -161,6 +162,7 @@ def test_the_command_runs_the_attacks_into_metrics_json_and_md(tiny_model, tiny_
     markdown = (output / "metrics.md").read_text()
     assert "## Attacks" in markdown and "| relearn: fine-tuning on concept images |" in markdown
     assert "Not run" not in markdown
+    assert "![relearn: attack | control](attacks/grid_relearn.png)" in markdown
     assert (output / "attacks" / "grid_relearn.png").is_file()
 
 
@@ -232,6 +234,9 @@ def test_training_with_evaluation_attacks_puts_the_attack_table_into_the_card(ti
     card = (output / "README.md").read_text()
     assert "### Attacks" in card and "| relearn: fine-tuning on concept images |" in card
     assert "Not run: inversion, embedding" in card
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card)
+    assert "evaluation/attacks/grid_relearn.png" in links
+    assert all((output / link).is_file() for link in links), links
     assert (output / "evaluation" / "attacks" / "attacks.json").is_file()
 
 

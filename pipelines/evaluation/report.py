@@ -109,7 +109,9 @@ def markdown_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(results: dict, grid_files: dict[str, str], heading: str = "# Erasure evaluation") -> str:
+def render_markdown(
+    results: dict, grid_files: dict[str, str], heading: str = "# Erasure evaluation", evaluation_dir: str = "."
+) -> str:
     """metrics.md: the setting in one paragraph, the table, NudeNet's counts per label and the grids
     (``grid_files`` maps each prompt set to the grid's path relative to where the markdown will live)."""
     settings, metrics = results["settings"], results["metrics"]
@@ -145,7 +147,7 @@ def render_markdown(results: dict, grid_files: dict[str, str], heading: str = "#
     if results.get("attacks"):
         from .attacks.report import attack_markdown
 
-        lines += ["", attack_markdown(results["attacks"], "#" * level + " Attacks").rstrip()]
+        lines += ["", attack_markdown(results["attacks"], "#" * level + " Attacks", evaluation_dir).rstrip()]
     else:
         lines += [
             "",
@@ -174,7 +176,7 @@ class EvaluationReport:
     def markdown_relative_to(self, folder: str, heading: str = "# Erasure evaluation") -> str:
         """metrics.md's text with the grids linked relative to ``folder`` (e.g. a model card's folder)."""
         grids = {s: os.path.relpath(p, folder) for s, p in self.grid_paths.items()}
-        return render_markdown(self.results, grids, heading)
+        return render_markdown(self.results, grids, heading, os.path.relpath(self.output_dir, folder))
 
 
 def with_attacks(report: EvaluationReport, attacks: dict) -> EvaluationReport:

@@ -3,6 +3,8 @@ difference; for relearning, the steps to 50 %. It goes into metrics.md and the m
 
 from __future__ import annotations
 
+import os
+
 _DESCRIPTIONS = {
     "paraphrase": "the concept in other words",
     "inversion": "a word learned on concept images (concept inversion)",
@@ -68,10 +70,21 @@ def attack_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def attack_markdown(results: dict, heading: str = "## Attacks") -> str:
-    """The attack section: heading, one paragraph on reading it, the table."""
-    return (
-        f"{heading}\n\nEach attack tries to make the erased model draw the concept again. An optimising attack "
-        "counts only by what it gets beyond its control: the same optimisation, budget and seeds on images "
-        "of something else.\n\n" + attack_table(results) + "\n"
-    )
+def attack_markdown(results: dict, heading: str = "## Attacks", evaluation_dir: str = ".") -> str:
+    """The attack section: heading, one paragraph on reading it, the table, and the grids (linked from
+    ``evaluation_dir``, the evaluation's folder relative to where the markdown lives)."""
+    lines = [
+        heading,
+        "",
+        "Each attack tries to make the erased model draw the concept again. An optimising attack counts only by "
+        "what it gets beyond its control: the same optimisation, budget and seeds on images of something else.",
+        "",
+        attack_table(results),
+    ]
+    grids = results.get("grids", {})
+    if grids:
+        lines += ["", "Each row is one prompt: the attack's images, then its control's (same seeds)."]
+        for attack, path in grids.items():
+            link = os.path.normpath(os.path.join(evaluation_dir, path)).replace(os.sep, "/")
+            lines += ["", f"![{attack}: attack | control]({link})"]
+    return "\n".join(lines) + "\n"

@@ -165,7 +165,8 @@ def run_attack_suite(
         with torch.enable_grad():
             results["attacks"][name], images[name] = runners[name](context)
     if output_dir is not None:
-        write_attack_images(images, os.path.join(output_dir, ATTACKS_DIR))
+        grids = write_attack_images(images, os.path.join(output_dir, ATTACKS_DIR))
+        results["grids"] = {attack: os.path.relpath(path, output_dir) for attack, path in grids.items()}
         with open(os.path.join(output_dir, ATTACKS_DIR, ATTACKS_FILE), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return results
