@@ -624,7 +624,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     from pipelines.console import SetSummary, end_summary, start_summary
     from pipelines.data_sets import build_data_sets, check_samples_per_step, content_digest, first_captions
     from pipelines.engines import check_prepared_model, gathered_model
-    from pipelines.erasure_step import ErasureSettings, ErasureStep, predict
+    from pipelines.erasure_step import ErasureSettings, ErasureStep
     from pipelines.evaluation.attacks.detector import check_detector_metric
     from pipelines.evaluation.attacks.settings import AttackSettings
     from pipelines.evaluation.comparison import EVALUATION_DIR, evaluate_trained_unet
@@ -828,7 +828,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
                 models.noise_scheduler,
                 settings.prediction_type,
                 at_step // args.adversarial_refresh_steps,
-                lambda model, batch, embeds: predict(model, [batch], models.model_dtype, [embeds])[0],
+                models.model_dtype,
             )
         step.adversarial_conditions = adversary.conditions
 
@@ -838,10 +838,11 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     if plan.checkpoint:
         load_checkpoint(accelerator, plan.checkpoint)
         global_step = checkpoint_step(plan.checkpoint)
+        loop_state = read_manifest(plan.checkpoint).loop_state
         if settings.adaptive:  # None (a checkpoint from before λ was recorded): the first step computes it afresh
-            step.last_lambda = read_manifest(plan.checkpoint).loop_state.get("lambda")
-        if adversary is not None and read_manifest(plan.checkpoint).loop_state.get("adversarial_word"):
-            adversary.load_state(read_manifest(plan.checkpoint).loop_state["adversarial_word"])
+            step.last_lambda = loop_state.get("lambda")
+        if adversary is not None and loop_state.get("adversarial_word"):  # else: the first step trains a word
+            adversary.load_state(loop_state["adversarial_word"])
             step.adversarial_conditions = adversary.conditions
         logger.info("Resumed from %s at step %d.", plan.checkpoint, global_step)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .erasure_step import draw_micro_batch, predict
 from .latent_cache import EncodedImageSet
 from .learned_tokens import LearnedTokens
 from .model_family import PromptEmbeddings, TextConditioner
@@ -56,30 +57,26 @@ class AdversarialWord:
         return [t.format(self.tokens.phrase()) for t in self.templates]
 
     def refresh(
-        self, unet, forget_set: EncodedImageSet, scheduler, prediction_type: str, refresh_index: int, predict
+        self, unet, forget_set: EncodedImageSet, scheduler, prediction_type: str, refresh_index: int, model_dtype
     ) -> float:
-        """Trains the word for ``settings.steps`` steps against ``unet`` on the forget samples; returns the
-        last step's loss. ``predict(unet, batch, embeds)`` is the UNet's output on a micro-batch."""
-        from .erasure_step import draw_micro_batch
-
+        """Trains the word for ``settings.steps`` steps against ``unet`` on the forget samples (their own draws,
+        the same on every process); returns the last step's loss."""
         stream = SampleStream(
             derive_seed(self.seed, ADVERSARY_STREAM, refresh_index), ADVERSARY_STREAM, len(forget_set)
         )
-        parameters = self.tokens.parameters()
-        optimizer = torch.optim.Adam(parameters, lr=self.settings.learning_rate)
-        size = self.settings.batch_size
-        loss = torch.tensor(float("nan"))
-        for k in range(self.settings.steps):
-            batch = draw_micro_batch(forget_set, stream, list(range(k * size, (k + 1) * size)), scheduler, self.device)
-            prompts = [self.prompts()[i % len(self.templates)] for i in range(k * size, (k + 1) * size)]
-            output = predict(unet, batch, self.tokens.embed(prompts, self.device))
+        size, prompts = self.settings.batch_size, self.prompts()
+
+        def loss_at(k: int) -> torch.Tensor:
+            positions = list(range(k * size, (k + 1) * size))
+            batch = draw_micro_batch(forget_set, stream, positions, scheduler, self.device)
+            embeds = self.tokens.embed([prompts[i % len(prompts)] for i in positions], self.device)
+            output = predict(unet, [batch], model_dtype, [embeds])[0]
             target = denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler)
-            loss = remain_loss(output.float(), target.float())
-            for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters)):
-                parameter.grad = gradient
-            optimizer.step()
+            return remain_loss(output.float(), target.float())
+
+        losses = self.tokens.fit(loss_at, self.settings.steps, self.settings.learning_rate)
         self.update_conditions()
-        return float(loss.detach())
+        return losses[-1]
 
     @torch.no_grad()
     def update_conditions(self) -> None:

@@ -318,14 +318,14 @@ class ErasureStep:
         gradients = relearned_forget_gradient(
             self.trainable_parameters, relearn_loss, forget_value, settings.relearn_steps, settings.relearn_step_size
         )
+        # Scaled as accelerator.backward scales each micro-step's loss.
+        weight = scale * settings.relearn_weight / self.accelerator.gradient_accumulation_steps
         with torch.no_grad():
             for parameter, gradient in zip(self.trainable_parameters, gradients):
                 if gradient is None:
                     continue
                 if self.accelerator.num_processes > 1:
                     gradient = self.accelerator.reduce(gradient, reduction="mean")
-                # As accelerator.backward scales each micro-step's loss.
-                weight = scale * settings.relearn_weight / self.accelerator.gradient_accumulation_steps
                 gradient = gradient.to(parameter.dtype) * weight
                 parameter.grad = gradient if parameter.grad is None else parameter.grad.add_(gradient)
 

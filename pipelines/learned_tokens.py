@@ -10,7 +10,7 @@ those vectors and nothing else. The attacks that learn a word (concept inversion
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -55,6 +55,20 @@ class LearnedTokens:
     def parameters(self) -> list[torch.nn.Parameter]:
         """The trained vectors, one [count, D] parameter per text encoder."""
         return list(self.vectors)
+
+    def fit(self, loss_at: Callable[[int], torch.Tensor], steps: int, learning_rate: float) -> list[float]:
+        """Adam on the vectors alone for ``steps`` steps, step k minimising ``loss_at(k)``; returns each step's
+        loss. The gradients come from ``torch.autograd.grad``, so nothing else the loss touches gets one."""
+        parameters = self.parameters()
+        optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+        losses = []
+        for k in range(steps):
+            loss = loss_at(k)
+            for parameter, gradient in zip(parameters, torch.autograd.grad(loss, parameters)):
+                parameter.grad = gradient
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        return losses
 
     def to(self, device) -> "LearnedTokens":
         """Moves the copied text encoders and the vectors to ``device``."""

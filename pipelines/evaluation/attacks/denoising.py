@@ -12,30 +12,27 @@ from PIL import Image
 from ...errors import InputError
 from ...latent_cache import crop_and_flip, resize_shorter_side
 from ...learned_tokens import LearnedTokens
-from ...model_family import SD, SDXL, PromptEmbeddings, TextConditioner, time_ids, unet_conditioning
+from ...model_family import SDXL, PromptEmbeddings, TextConditioner, family_of, time_ids, unet_conditioning
 from ...objective import denoising_target
-
-
-def pipeline_family(pipeline) -> str:
-    """SDXL when the pipeline has a second text encoder, else SD 1.x/2.x."""
-    return SDXL if pipeline.components.get("text_encoder_2") is not None else SD
 
 
 def conditioner_of(pipeline) -> TextConditioner:
     """The pipeline's own tokenizers and text encoders as a TextConditioner."""
-    if pipeline_family(pipeline) == SDXL:
+    family = family_of(pipeline.components)
+    if family == SDXL:
         return TextConditioner(
-            SDXL, [pipeline.tokenizer, pipeline.tokenizer_2], [pipeline.text_encoder, pipeline.text_encoder_2]
+            family, [pipeline.tokenizer, pipeline.tokenizer_2], [pipeline.text_encoder, pipeline.text_encoder_2]
         )
-    return TextConditioner(SD, [pipeline.tokenizer], [pipeline.text_encoder])
+    return TextConditioner(family, [pipeline.tokenizer], [pipeline.text_encoder])
 
 
 def learned_tokens_for(pipeline, count: int, name: str, seed: int) -> LearnedTokens:
     """``count`` new words for ``pipeline``'s text encoders, starting from random vectors drawn from ``seed``."""
+    conditioner = conditioner_of(pipeline)
     return LearnedTokens(
-        pipeline_family(pipeline),
-        conditioner_of(pipeline).tokenizers,
-        conditioner_of(pipeline).text_encoders,
+        conditioner.family,
+        conditioner.tokenizers,
+        conditioner.text_encoders,
         count,
         name=name,
         generator=torch.Generator().manual_seed(seed),
@@ -95,9 +92,7 @@ def denoiser_output(unet, batch: NoisedBatch, embeds: PromptEmbeddings, resoluti
             time_ids((resolution, resolution), (0, 0), resolution).repeat(len(batch.noisy), 1).to(batch.noisy.device)
         )
     dtype = unet.dtype
-    conditioning = unet_conditioning(
-        embeds.expand(len(batch.noisy)) if len(embeds.hidden) == 1 else embeds, batch_time_ids, dtype
-    )
+    conditioning = unet_conditioning(embeds, batch_time_ids, dtype)
     return unet(batch.noisy.to(dtype), batch.timesteps, **conditioning).sample.float()
 
 
@@ -124,18 +119,13 @@ def train_tokens(
     scheduler,
     seed: int,
 ) -> list[float]:
-    """Adam on the tokens' vectors alone for ``steps`` steps, each on a fresh noised batch of ``latents``;
-    returns the loss of every step. Gradients reach nothing but the vectors (``torch.autograd.grad``)."""
+    """``tokens.fit`` for ``steps`` steps, each on a fresh noised batch of ``latents`` drawn from ``seed``;
+    returns the loss of every step."""
     generator = torch.Generator().manual_seed(seed)
-    parameters = tokens.parameters()
-    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
-    losses = []
-    for _ in range(steps):
+
+    def loss_at(_step: int) -> torch.Tensor:
         loss = loss_of(draw_batch(latents, batch_size, scheduler, generator), generator)
         check_finite(loss, "optimising", "--attack_learning_rate")
-        gradients = torch.autograd.grad(loss, parameters)
-        for parameter, gradient in zip(parameters, gradients):
-            parameter.grad = gradient
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    return losses
+        return loss
+
+    return tokens.fit(loss_at, steps, learning_rate)

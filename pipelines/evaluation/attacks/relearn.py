@@ -15,7 +15,8 @@ from .denoising import check_finite, conditioner_of, denoiser_output, denoising_
 
 def relearn_curve(context, latents: torch.Tensor, captions: list[str], seed: int) -> tuple[list, list]:
     """Fine-tunes a copy of the erased UNet on ``latents`` (captioned ``captions``); returns the curve
-    [(step, share)] at step 0 and every ``relearn_every`` steps, and the last images drawn."""
+    [(step, share)] at step 0 and every ``relearn_every`` steps, and the last images drawn. Step 0 is the
+    erased model itself: the suite's no-attack share, the same images from the same seeds."""
     settings = context.settings
     unet = copy.deepcopy(context.attacked.unet).float().requires_grad_(True)
     pipeline = type(context.attacked)(**{**context.attacked.components, "unet": unet})
@@ -31,8 +32,7 @@ def relearn_curve(context, latents: torch.Tensor, captions: list[str], seed: int
         unet.train()
         return rows
 
-    curve: list = []
-    rows = measure(0)
+    curve: list = [[0, context.no_attack_share]]
     for step in range(1, settings.relearn_steps + 1):
         batch = draw_batch(latents, settings.batch_size, context.scheduler, generator)
         output = denoiser_output(

@@ -41,6 +41,7 @@ class AttackContext:
     control_images: list
     control_captions: list[str]
     templates: list[str] = field(default_factory=list)
+    no_attack_share: float = 0.0  # the concept's share in the erased model's images of the forget prompts
 
     def __post_init__(self):
         self.device = self.attacked.device
@@ -153,6 +154,7 @@ def run_attack_suite(
         model: detector.share([i for row in context.generate(pipeline, evaluation.forget_prompts) for i in row])
         for model, pipeline in (("erased", attacked), ("base", base))
     }
+    context.no_attack_share = plain["erased"]
     results = {
         "detector": detector.name,
         "seed": settings.seed,
