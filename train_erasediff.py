@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""EraseDiff for Stable Diffusion: erase a concept by fine-tuning (full or LoRA) on
+"""EraseDiff for Stable Diffusion 1.x/2.x, SDXL, SD3 and FLUX.1: erase a concept by fine-tuning (full or LoRA) on
 ``min L_r(θ)  s.t.  f(θ) − f* ≤ 0`` (Wu et al., arXiv 2401.05779; docs/method.md).
 
     accelerate launch train_erasediff.py --concept "Van Gogh"
@@ -31,7 +31,6 @@ from pipelines.options import (
     DEFAULT_LAMBDA_MODE,
     DEFAULT_LAMBDA_REFRESH_STEPS,
     DEFAULT_LAMBDA_VALUE,
-    DEFAULT_LORA_TARGET_MODULES,
     DEFAULT_MAX_TRAIN_STEPS,
     DEFAULT_NUM_FORGET_IMAGES,
     DEFAULT_NUM_REMAIN_IMAGES,
@@ -46,7 +45,9 @@ from pipelines.options import (
     PREDICTION_TYPES,
     REMAIN_TARGETS,
     SAVE_AS_CHOICES,
+    T5_PLACEMENTS,
     TRAIN_METHODS,
+    WEIGHTING_SCHEMES,
 )
 from pipelines.outputs import check_output_dir
 from pipelines.prompts import CONCEPT_TYPES, DEFAULT_ANCHORS, concept_templates, expand_prompt_arguments
@@ -75,7 +76,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Erase concepts from a Stable Diffusion model with EraseDiff.",
+        description="Erase concepts from a Stable Diffusion (1.x/2.x, XL, 3/3.5) or FLUX.1 model with EraseDiff.",
         formatter_class=DefaultsHelpFormatter,
     )
 
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--pretrained_model_name_or_path",
         default=DEFAULT_MODEL,
-        help="Hub id or local folder of a Stable Diffusion pipeline.",
+        help="Hub id or local folder of a diffusers pipeline: Stable Diffusion 1.x/2.x, SDXL, SD3/3.5 or FLUX.1 "
+        "(the family is read from its model_index.json).",
     )
     model.add_argument(
         "--pretrained_vae_model_name_or_path",
@@ -97,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--prediction_type",
         choices=PREDICTION_TYPES,
         default=None,
-        help="Override the scheduler's prediction type (epsilon or v_prediction).",
+        help="Override the scheduler's prediction type (epsilon or v_prediction; SD and SDXL only).",
+    )
+    model.add_argument(
+        "--t5",
+        choices=T5_PLACEMENTS,
+        default="device",
+        help="SD3 and FLUX's T5 encoder: on the device with the rest, kept on the CPU (its outputs are moved), "
+        "or, for SD3 only, not loaded (its part of the prompt embedding is zeros, as StableDiffusion3Pipeline "
+        "does with text_encoder_3=None; generate without T5 too, then).",
     )
 
     concept = parser.add_argument_group("what to erase (forget set) and what to keep (remain set)")
@@ -146,14 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     concept.add_argument(
         "--generation_scheduler",
         choices=GENERATION_SCHEDULERS,
-        default=DEFAULT_GENERATION_SCHEDULER,
-        help="Sampler for generated data and validation images: DPM-Solver++ (multistep) or the model's own.",
+        default=None,
+        help=f"Sampler for generated data and validation images: DPM-Solver++ (multistep) or the model's own "
+        f"(default: {DEFAULT_GENERATION_SCHEDULER} for SD and SDXL, model for SD3 and FLUX).",
     )
     concept.add_argument(
         "--generation_guidance_scale",
         type=float,
-        default=7.5,
-        help="Classifier-free guidance for generated data and validation images.",
+        default=None,
+        help="Guidance for generated data and validation images (default: the pipeline's own: 7.5 for SD and "
+        "SDXL, 7.0 for SD3, FLUX.1 [dev]'s distilled guidance 3.5).",
     )
     concept.add_argument(
         "--remain_generation_guidance_scale",
@@ -197,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     concept.add_argument(
         "--proportion_empty_prompts",
         type=float,
-        default=DEFAULT_PROPORTION_EMPTY_PROMPTS,
+        default=None,
         help="Fraction of remain samples trained with the empty prompt, so that the unconditional prediction, "
-        "which classifier-free guidance subtracts, is kept as well.",
+        f"which classifier-free guidance subtracts, is kept as well (default: {DEFAULT_PROPORTION_EMPTY_PROMPTS}; "
+        "0 and nothing else for FLUX, which has no classifier-free guidance).",
     )
 
     objective = parser.add_argument_group("objective (docs/method.md)")
@@ -299,20 +312,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="Forget samples per micro-batch and process.",
     )
 
+    flow = parser.add_argument_group("flow matching (SD3 and FLUX)")
+    flow.add_argument(
+        "--weighting_scheme",
+        choices=WEIGHTING_SCHEMES,
+        default=None,
+        help="SD3 and FLUX: how σ is drawn (and, for sigma_sqrt and cosmap, how each sample's loss is weighted), "
+        "as in diffusers' SD3/FLUX scripts (default: their defaults, logit_normal for SD3, none for FLUX).",
+    )
+    flow.add_argument("--logit_mean", type=float, default=0.0, help="Mean of the logit_normal scheme.")
+    flow.add_argument("--logit_std", type=float, default=1.0, help="Standard deviation of the logit_normal scheme.")
+    flow.add_argument("--mode_scale", type=float, default=1.29, help="Scale of the mode scheme.")
+    flow.add_argument(
+        "--guidance_scale",
+        type=float,
+        default=None,
+        help="FLUX.1 [dev]: the value its guidance embedding takes in training (default 3.5, as diffusers' FLUX "
+        "scripts; FLUX.1 [schnell] has no guidance embedding).",
+    )
+
     trained = parser.add_argument_group("what is trained")
     trained.add_argument(
         "--train_method",
         choices=TRAIN_METHODS,
         default="full",
-        help="Part of the UNet to train (mapping in docs/method.md).",
+        help="Part of the UNet or transformer to train (module names per family in docs/method.md).",
     )
     trained.add_argument("--use_lora", action="store_true", help="Train PEFT LoRA adapters instead of the weights.")
     trained.add_argument("--rank", type=int, default=4, help="LoRA rank.")
     trained.add_argument("--lora_alpha", type=float, default=None, help="LoRA alpha (default: the rank).")
     trained.add_argument(
         "--lora_target_modules",
-        default=",".join(DEFAULT_LORA_TARGET_MODULES),
-        help="Comma-separated module names that get adapters.",
+        default=None,
+        help="Comma-separated module names that get adapters (default: to_k,to_q,to_v,to_out.0 for SD and SDXL; "
+        "for SD3 and FLUX those of diffusers' LoRA scripts, docs/method.md).",
     )
 
     training = parser.add_argument_group("training")
@@ -336,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimizer step."
     )
     training.add_argument(
-        "--gradient_checkpointing", action="store_true", help="Trade compute for memory in the UNet."
+        "--gradient_checkpointing", action="store_true", help="Trade compute for memory in the UNet or transformer."
     )
     training.add_argument(
         "--learning_rate", type=float, default=None, help="Default 1e-5 for full fine-tuning, 1e-4 for LoRA."
@@ -459,7 +492,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     for name in ("pretrained_model_name_or_path", "output_dir"):  # one spelling of a folder ("x/" is "x")
         if os.path.isdir(getattr(args, name)):
             setattr(args, name, os.path.normpath(getattr(args, name)))
-    args.lora_target_modules = [m.strip() for m in args.lora_target_modules.split(",") if m.strip()]
+    if args.lora_target_modules is not None:
+        args.lora_target_modules = [m.strip() for m in args.lora_target_modules.split(",") if m.strip()]
     if args.lora_alpha is None:
         args.lora_alpha = float(args.rank)
     if args.learning_rate is None:
@@ -468,9 +502,31 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         args.anchor_prompt = DEFAULT_ANCHORS[args.concept_type]
     if args.save_as is None:
         args.save_as = "lora" if args.use_lora else "pipeline"
+    return args
+
+
+def apply_family_defaults(args: argparse.Namespace, family: str, denoiser_config: dict) -> None:
+    """Fills in the defaults that depend on the model's family, once it is known (before anything is recorded):
+    the sampler, the guidance, prompt dropout, the LoRA targets and flow matching's σ scheme."""
+    from pipelines.families import FAMILIES, family_for
+
+    family_class = FAMILIES[family]
+    if args.generation_scheduler is None:
+        args.generation_scheduler = family_class.default_generation_scheduler
+    if args.generation_guidance_scale is None:
+        args.generation_guidance_scale = family_class.default_guidance_scale
     if args.remain_generation_guidance_scale is None:
         args.remain_generation_guidance_scale = args.generation_guidance_scale
-    return args
+    if args.proportion_empty_prompts is None:
+        args.proportion_empty_prompts = (
+            DEFAULT_PROPORTION_EMPTY_PROMPTS if family_class.classifier_free_guidance else 0.0
+        )
+    if args.lora_target_modules is None:
+        args.lora_target_modules = list(family_class.lora_target_modules)
+    if family_class.flow_matching and args.weighting_scheme is None:
+        args.weighting_scheme = family_class.default_weighting_scheme
+    if family == "flux":
+        args.guidance_scale = family_for(family, denoiser_config, args.guidance_scale).guidance_scale
 
 
 def main(args: argparse.Namespace, argv: list[str] | None = None, started: float | None = None) -> None:
@@ -485,7 +541,13 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
     from pipelines.console import configure_logging
     from pipelines.engines import EngineSettings, check_engine, configure_deepspeed
     from pipelines.interruption import StopRequest
-    from pipelines.models import check_model_reachable, check_resolution, check_runtime_support
+    from pipelines.models import (
+        check_family_options,
+        check_model_reachable,
+        check_resolution,
+        check_runtime_support,
+        load_denoiser_config,
+    )
     from pipelines.phases import PhaseClock
     from pipelines.publishing import check_hub_credentials
     from pipelines.resuming import raise_if_disk_full
@@ -494,7 +556,9 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
     clock = PhaseClock(started)
     check_runtime_support(args)
     check_model_reachable(args)
-    check_resolution(args)
+    family = check_resolution(args)
+    check_family_options(args, family)
+    apply_family_defaults(args, family, load_denoiser_config(args, family))
     if args.push_to_hub:
         check_hub_credentials(args.hub_token)
     accelerator = Accelerator(
@@ -535,22 +599,23 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
         lock.release()
 
 
-def plain_unet(args: argparse.Namespace, models):
-    """A fresh, unwrapped UNet of the trained layout (LoRA adapters included) on the main device, for the
-    gathered state of a model FSDP or ZeRO-3 sharded."""
+def plain_denoiser(args: argparse.Namespace, models):
+    """A fresh, unwrapped UNet or transformer of the trained layout (LoRA adapters included) on the main
+    device, for the gathered state of a model FSDP or ZeRO-3 sharded."""
     import torch
     from diffusers.training_utils import cast_training_params
 
-    from pipelines.models import load_base_unet
+    from pipelines.models import load_base_denoiser
     from pipelines.trainable import add_lora_adapters, select_trainable_parameters
 
-    unet = load_base_unet(args).to(models.unet.device, dtype=models.weight_dtype)
+    denoiser = load_base_denoiser(args, models.family).to(models.denoiser.device, dtype=models.weight_dtype)
+    parts = models.model_family.parts
     if args.use_lora:
-        add_lora_adapters(unet, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules)
+        add_lora_adapters(denoiser, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules, parts)
     else:
-        select_trainable_parameters(unet, args.train_method)
-    cast_training_params(unet, dtype=torch.float32)
-    return unet
+        select_trainable_parameters(denoiser, args.train_method, parts)
+    cast_training_params(denoiser, dtype=torch.float32)
+    return denoiser
 
 
 def evaluation_settings_for(args: argparse.Namespace, plan):
@@ -633,7 +698,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     from pipelines.interruption import resume_command
     from pipelines.latent_cache import EncodedImageSet
     from pipelines.model_card import load_snippet, summary_of, write_model_card
-    from pipelines.models import load_base_unet, load_models, make_pipeline, mixed_precision_dtype
+    from pipelines.models import load_base_denoiser, load_models, make_pipeline, mixed_precision_dtype
     from pipelines.objective import ForgetNoise, constraint_gap, known_forget_minimum
     from pipelines.options import effective_learning_rate
     from pipelines.outputs import public_arguments, recorded_form, save_arguments
@@ -685,17 +750,19 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         attack_settings = AttackSettings(attacks=args.evaluation_attacks, seed=args.seed)
 
     models = load_models(args, mixed_precision_dtype(accelerator.mixed_precision), accelerator.device)
-    unet = models.unet
-    # What trains: LoRA adapters (a no-op until trained: B starts at zero) or the selected UNet weights;
+    denoiser, parts = models.denoiser, models.model_family.parts
+    # What trains: LoRA adapters (a no-op until trained: B starts at zero) or the selected denoiser weights;
     # trainable parameters stay in fp32.
     if args.use_lora:
-        trainable = add_lora_adapters(unet, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules)
+        trainable = add_lora_adapters(
+            denoiser, args.rank, args.lora_alpha, args.train_method, args.lora_target_modules, parts
+        )
     else:
-        trainable = select_trainable_parameters(unet, args.train_method)
-    cast_training_params(unet, dtype=torch.float32)
+        trainable = select_trainable_parameters(denoiser, args.train_method, parts)
+    cast_training_params(denoiser, dtype=torch.float32)
     if args.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    base_pipeline = make_pipeline(models, unet)
+        denoiser.enable_gradient_checkpointing()
+    base_pipeline = make_pipeline(models, denoiser)
     if args.generation_batch_size is None:  # resolved once, and recorded
         args.generation_batch_size = auto_batch_size(base_pipeline, args.resolution)
         if evaluation_settings is not None:
@@ -768,20 +835,19 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         lambda_mode=args.lambda_mode,
         lambda_value=args.lambda_value,
         eta=args.eta,
-        prediction_type=models.noise_scheduler.config.prediction_type,
         remain_target=args.remain_target,
         relearn_steps=args.relearn_resistance_steps,
         relearn_step_size=args.relearn_resistance_step_size,
         relearn_weight=args.relearn_resistance_weight,
     )
     # θ₀ for the teacher remain target, taken before prepare and before a checkpoint is loaded.
-    teacher = FrozenTeacher(unet, args.use_lora, models.weight_dtype) if settings.uses_teacher else None
+    teacher = FrozenTeacher(denoiser, args.use_lora, models.weight_dtype) if settings.uses_teacher else None
     if not engine.sharded:  # FSDP and DeepSpeed save and load their own (sharded) state
-        register_trainable_state_hooks(accelerator, unet, models.family)
-    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
-    check_prepared_model(unet, settings.adaptive)
+        register_trainable_state_hooks(accelerator, denoiser, models.family)
+    denoiser, optimizer, lr_scheduler = accelerator.prepare(denoiser, optimizer, lr_scheduler)
+    check_prepared_model(denoiser, settings.adaptive)
     # The prepared parameters: FSDP replaces the ones the optimizer was built with.
-    trainable = [p for p in accelerator.unwrap_model(unet).parameters() if p.requires_grad]
+    trainable = [p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad]
 
     if accelerator.is_main_process:
         # Trackers take scalars only; secrets never reach them.
@@ -792,8 +858,9 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
 
     step = ErasureStep(
         accelerator,
-        unet,
-        models.noise_scheduler,
+        denoiser,
+        models.model_family,
+        models.noising,
         settings,
         forget_set,
         remain_set,
@@ -819,14 +886,14 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         )
 
     def refresh_adversary(at_step: int) -> None:
-        """Retrains the adversarial word against the UNet as it is now (every process the same draws)."""
-        unwrapped = accelerator.unwrap_model(unet)
+        """Retrains the adversarial word against the denoiser as it is now (every process the same draws)."""
+        unwrapped = accelerator.unwrap_model(denoiser)
         with accelerator.autocast():
             adversary.refresh(
+                models.model_family,
                 unwrapped,
                 forget_set,
-                models.noise_scheduler,
-                settings.prediction_type,
+                models.noising,
                 at_step // args.adversarial_refresh_steps,
                 models.model_dtype,
             )
@@ -872,7 +939,8 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
             args.gradient_accumulation_steps,
             args.max_train_steps,
             global_step,
-            ("LoRA adapters" if args.use_lora else "UNet weights") + f" (--train_method {args.train_method})",
+            ("LoRA adapters" if args.use_lora else f"{models.model_family.denoiser} weights")
+            + f" (--train_method {args.train_method})",
             sum(p.numel() for p in trainable),
             f"{accelerator.mixed_precision} (trainable parameters in fp32, frozen ones in {str(models.weight_dtype).removeprefix('torch.')})",
             args.output_dir,
@@ -884,7 +952,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     micro_batch_index = global_step * args.gradient_accumulation_steps
     remain_total = forget_total = 0.0
     last_checkpoint = global_step
-    unet.train()
+    denoiser.train()
     stop.stop_after_steps()
     clock.switch(TRAINING)
 
@@ -912,7 +980,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
                 # On schedule, or at once after resuming from a checkpoint that holds no word.
                 if global_step % args.adversarial_refresh_steps == 0 or step.adversarial_conditions is None:
                     refresh_adversary(global_step)
-            with accelerator.accumulate(unet):
+            with accelerator.accumulate(denoiser):
                 remain_value, forget_value, forget_batch = step.run(micro_batch_index, refresh)
                 remain_total = remain_total + remain_value / args.gradient_accumulation_steps
                 forget_total = forget_total + forget_value / args.gradient_accumulation_steps
@@ -963,15 +1031,15 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
                 last_checkpoint = global_step
             stop_here(stop_votes > 0)
             if args.validation_steps and global_step % args.validation_steps == 0 and accelerator.is_main_process:
-                unet.eval()
+                denoiser.eval()
                 with clock.phase(VALIDATION), accelerator.autocast():
                     images = generate_validation_images(
-                        make_pipeline(models, accelerator.unwrap_model(unet)),
+                        make_pipeline(models, accelerator.unwrap_model(denoiser)),
                         **validation,
                         description=f"validation (step {global_step})",
                     )
                 log_validation_images(accelerator, images, validation_prompts, "validation", global_step)
-                unet.train()
+                denoiser.train()
 
     # A signal that came during the last step; past this point only the main process works.
     status = torch.tensor([float(stop.requested)], device=accelerator.device)
@@ -980,12 +1048,12 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
     clock.switch(SAVING)
     # Under FSDP or ZeRO-3 every process takes part in gathering the whole model; the main process then
     # works on a plain copy of it.
-    trained_unet = gathered_model(accelerator, unet, engine, lambda: plain_unet(args, models))
+    trained_denoiser = gathered_model(accelerator, denoiser, engine, lambda: plain_denoiser(args, models))
     if accelerator.is_main_process:
-        trained_unet.eval()
+        trained_denoiser.eval()
         with clock.phase(VALIDATION), accelerator.autocast():
             images_after = generate_validation_images(
-                make_pipeline(models, trained_unet), **validation, description="validation (after)"
+                make_pipeline(models, trained_denoiser), **validation, description="validation (after)"
             )
         stop_here(stop.requested, every_process=False)
         log_validation_images(accelerator, images_before, validation_prompts, "before", global_step)
@@ -994,12 +1062,12 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         log_validation_images(
             accelerator, [[grid]], ["rows: prompts; columns: before, then after"], "validation_grid", global_step
         )
-        fused_folder = save_erased_model(args, trained_unet, models.family)  # a full disk: one line (main)
+        fused_folder = save_erased_model(args, trained_denoiser, models.family)  # a full disk: one line (main)
         card = dict(
             forget=summary_of(forget_images, data_plan.forget_prompts),
             remain=summary_of(remain_images, data_plan.remain_prompts),
             repo_id=repo_id,
-            cross_attention_dim=trained_unet.config.cross_attention_dim,
+            cross_attention_dim=getattr(trained_denoiser.config, "cross_attention_dim", None),
             fused_folder=fused_folder,
             family=models.family,
             validation_prompts=validation_prompts,
@@ -1010,14 +1078,16 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
         stop.stop_at_once("after the model and its card were saved (what came after it was skipped)")
         if evaluation_settings is not None:
             clock.switch(EVALUATION)
-            base_unet = (
-                None if args.use_lora else load_base_unet(args).to(accelerator.device, dtype=models.model_dtype)
+            base_denoiser = (
+                None
+                if args.use_lora
+                else load_base_denoiser(args, models.family).to(accelerator.device, dtype=models.model_dtype)
             )
             with accelerator.autocast():
                 report = evaluate_trained_unet(
                     lambda unet_to_use: make_pipeline(models, unet_to_use),
-                    trained_unet,
-                    base_unet,
+                    trained_denoiser,
+                    base_denoiser,
                     evaluation_settings,
                     os.path.join(args.output_dir, EVALUATION_DIR),
                     {"base": args.pretrained_model_name_or_path, "erased": args.output_dir},

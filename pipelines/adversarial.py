@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .erasure_step import draw_micro_batch, predict
+from .erasure_step import denoising_loss_of, draw_micro_batch, predict
+from .families import ModelFamily, PromptEmbeddings, TextConditioner
 from .latent_cache import EncodedImageSet
 from .learned_tokens import LearnedTokens
-from .model_family import PromptEmbeddings, TextConditioner
-from .objective import denoising_target, remain_loss
 from .randomness import SampleStream, derive_seed
 
 ADVERSARY_STREAM = 7  # derive_seed stream of the adversary's draws (1, 2: forget and remain samples)
@@ -42,7 +41,7 @@ class AdversarialWord:
         from ``seed``, the same on every process."""
         self.templates, self.settings, self.device = list(templates), settings, device
         self.tokens = LearnedTokens(
-            conditioner.family,
+            conditioner.model_family,
             conditioner.tokenizers,
             conditioner.text_encoders,
             1,
@@ -57,10 +56,10 @@ class AdversarialWord:
         return [t.format(self.tokens.phrase()) for t in self.templates]
 
     def refresh(
-        self, unet, forget_set: EncodedImageSet, scheduler, prediction_type: str, refresh_index: int, model_dtype
+        self, family: ModelFamily, unet, forget_set: EncodedImageSet, noising, refresh_index: int, model_dtype
     ) -> float:
         """Trains the word for ``settings.steps`` steps against ``unet`` on the forget samples (their own draws,
-        the same on every process); returns the last step's loss."""
+        the same on every process) with the family's denoising loss; returns the last step's loss."""
         stream = SampleStream(
             derive_seed(self.seed, ADVERSARY_STREAM, refresh_index), ADVERSARY_STREAM, len(forget_set)
         )
@@ -68,11 +67,10 @@ class AdversarialWord:
 
         def loss_at(k: int) -> torch.Tensor:
             positions = list(range(k * size, (k + 1) * size))
-            batch = draw_micro_batch(forget_set, stream, positions, scheduler, self.device)
+            batch = draw_micro_batch(forget_set, stream, positions, noising, self.device)
             embeds = self.tokens.embed([prompts[i % len(prompts)] for i in positions], self.device)
-            output = predict(unet, [batch], model_dtype, [embeds])[0]
-            target = denoising_target(batch.latents, batch.noise, batch.timesteps, prediction_type, scheduler)
-            return remain_loss(output.float(), target.float())
+            output = predict(family, unet, [batch], model_dtype, [embeds])[0]
+            return denoising_loss_of(batch, output, noising)
 
         losses = self.tokens.fit(loss_at, self.settings.steps, self.settings.learning_rate)
         self.update_conditions()

@@ -56,6 +56,10 @@ def check_arguments(args) -> None:
     ):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
+    if args.logit_std <= 0:
+        raise InputError(f"--logit_std must be positive, got {args.logit_std}")
+    if args.guidance_scale is not None and args.guidance_scale < 0:
+        raise InputError(f"--guidance_scale must not be negative, got {args.guidance_scale}")
     if args.learning_rate is not None and args.learning_rate <= 0:
         raise InputError(f"--learning_rate must be positive, got {args.learning_rate}")
     for name in ("adversarial_learning_rate", "relearn_resistance_step_size"):
@@ -74,7 +78,7 @@ def check_arguments(args) -> None:
             f"--lr_warmup_steps has no effect with --lr_scheduler {args.lr_scheduler}; "
             "use --lr_scheduler constant_with_warmup"
         )
-    if not 0 <= args.proportion_empty_prompts < 1:
+    if args.proportion_empty_prompts is not None and not 0 <= args.proportion_empty_prompts < 1:
         raise InputError(
             f"--proportion_empty_prompts must be in [0, 1), got {args.proportion_empty_prompts}; 0.1 is typical"
         )
@@ -97,7 +101,7 @@ def check_arguments(args) -> None:
         )
     if args.lora_alpha is not None and args.lora_alpha <= 0:
         raise InputError(f"--lora_alpha must be positive, got {args.lora_alpha}")
-    if not [m for m in args.lora_target_modules.split(",") if m.strip()]:
+    if args.lora_target_modules is not None and not [m for m in args.lora_target_modules.split(",") if m.strip()]:
         raise InputError(
             "--lora_target_modules names no module; give a comma-separated list such as to_k,to_q,to_v,to_out.0"
         )

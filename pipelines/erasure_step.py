@@ -9,16 +9,14 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .families import ModelFamily, PromptEmbeddings, concatenated
 from .gradients import ForgetGradientBuffer
 from .latent_cache import EncodedImageSet
-from .model_family import PromptEmbeddings, unet_conditioning
 from .objective import (
     ForgetNoise,
     SumAcross,
     anchor_loss,
-    denoising_target,
     estimate_forget_minimum,
-    implied_noise,
     neggrad_loss,
     relearned_forget_gradient,
     remain_loss,
@@ -39,7 +37,6 @@ class ErasureSettings:
     lambda_mode: str = DEFAULT_LAMBDA_MODE
     lambda_value: float = DEFAULT_LAMBDA_VALUE
     eta: float = DEFAULT_ETA
-    prediction_type: str = "epsilon"
     remain_target: str = DEFAULT_REMAIN_TARGET
     # Relearning resistance (docs/robustness.md): f is also taken after this many simulated relearning steps.
     relearn_steps: int = 0
@@ -59,7 +56,7 @@ class ErasureSettings:
 
 @dataclass
 class MicroBatch:
-    """One set's samples for one micro-step, noised and ready for the UNet."""
+    """One set's samples for one micro-step, noised and ready for the denoiser."""
 
     latents: torch.Tensor
     prompt_embeds: PromptEmbeddings
@@ -79,10 +76,9 @@ def joined(batches: list[MicroBatch]) -> MicroBatch:
     def cat(values):
         return None if values[0] is None else torch.cat(values)
 
-    embeds = [b.prompt_embeds for b in batches]
     return MicroBatch(
         latents=cat([b.latents for b in batches]),
-        prompt_embeds=PromptEmbeddings(cat([e.hidden for e in embeds]), cat([e.pooled for e in embeds])),
+        prompt_embeds=concatenated([b.prompt_embeds for b in batches]),
         noisy_latents=cat([b.noisy_latents for b in batches]),
         timesteps=cat([b.timesteps for b in batches]),
         noise=cat([b.noise for b in batches]),
@@ -102,21 +98,20 @@ def draw_micro_batch(
     data: EncodedImageSet,
     stream: SampleStream,
     positions: list[int],
-    scheduler,
+    noising,
     device,
     forget_noise: ForgetNoise | None = None,
 ) -> MicroBatch:
-    """Looks up the cached inputs of the samples at ``positions`` and noises them with their own draws."""
-    draws = stream.draw(
-        positions, data.latent_shape, scheduler.config.num_train_timesteps, forget_noise, data.empty_prompt_probability
-    )
+    """Looks up the cached inputs of the samples at ``positions`` and noises them with their own draws, by
+    the family's training-noise convention ``noising`` (pipelines/noising.py)."""
+    draws = stream.draw(positions, data.latent_shape, noising, forget_noise, data.empty_prompt_probability)
     latents, embeds, batch_time_ids = data.batch(draws, device)
     noise = draws.noise.to(device)
     timesteps = draws.timesteps.to(device)
     return MicroBatch(
         latents=latents,
         prompt_embeds=embeds,
-        noisy_latents=scheduler.add_noise(latents, noise, timesteps),
+        noisy_latents=noising.add_noise(latents, noise, timesteps),
         timesteps=timesteps,
         noise=noise,
         forget_noise=None if draws.forget_noise is None else draws.forget_noise.to(device),
@@ -125,70 +120,79 @@ def draw_micro_batch(
 
 
 def predict(
-    unet, batches: list[MicroBatch], dtype: torch.dtype, prompt_embeds: list[PromptEmbeddings] | None = None
+    family: ModelFamily,
+    unet,
+    batches: list[MicroBatch],
+    dtype: torch.dtype,
+    prompt_embeds: list[PromptEmbeddings] | None = None,
 ) -> list[torch.Tensor]:
-    """One UNet forward over the concatenated batches (optionally with other prompt embeddings), split back."""
+    """One denoiser forward over the concatenated batches (optionally with other prompt embeddings), split
+    back; the family says what the denoiser takes."""
     embeds = prompt_embeds if prompt_embeds is not None else [b.prompt_embeds for b in batches]
-    pooled = [e.pooled for e in embeds]
-    conditions = PromptEmbeddings(
-        torch.cat([e.hidden for e in embeds]), None if pooled[0] is None else torch.cat(pooled)
-    )
     batch_time_ids = None if batches[0].time_ids is None else torch.cat([b.time_ids for b in batches])
-    output = unet(
-        torch.cat([b.noisy_latents for b in batches]).to(dtype),
+    output = family.denoise(
+        unet,
+        torch.cat([b.noisy_latents for b in batches]),
         torch.cat([b.timesteps for b in batches]),
-        **unet_conditioning(conditions, batch_time_ids, dtype),
-        return_dict=False,
-    )[0]
+        concatenated(embeds),
+        batch_time_ids,
+        dtype,
+    )
     return list(output.split([len(b) for b in batches]))
+
+
+def denoising_loss_of(batch: MicroBatch, output: torch.Tensor, noising) -> torch.Tensor:
+    """The ordinary denoising loss of a micro-batch: the family's target (ε, v, or the velocity ε − x₀),
+    weighted per sample as its training scripts weight it."""
+    target = noising.target(batch.latents, batch.noise, batch.timesteps)
+    return remain_loss(output, target, noising.loss_weights(batch.timesteps))
 
 
 def remain_loss_of(
     batch: MicroBatch,
     output: torch.Tensor,
-    scheduler,
+    noising,
     settings: ErasureSettings,
     teacher_output: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_r of a remain micro-batch from the UNet's output on it, for the configured remain target: the data's
-    denoising target, the frozen base model's prediction (teacher), or the mean of both losses."""
+    """L_r of a remain micro-batch from the denoiser's output on it, for the configured remain target: the
+    data's denoising target, the frozen base model's prediction (teacher), or the mean of both losses."""
+    weights = noising.loss_weights(batch.timesteps)
     if settings.remain_target == "teacher":
-        return teacher_remain_loss(output, teacher_output)
-    data_loss = remain_loss(
-        output, denoising_target(batch.latents, batch.noise, batch.timesteps, settings.prediction_type, scheduler)
-    )
+        return teacher_remain_loss(output, teacher_output, weights)
+    data_loss = denoising_loss_of(batch, output, noising)
     if settings.remain_target == "data":
         return data_loss
     if settings.remain_target == "both":
-        return 0.5 * (data_loss + teacher_remain_loss(output, teacher_output))
+        return 0.5 * (data_loss + teacher_remain_loss(output, teacher_output, weights))
     raise ValueError(f"unknown remain target {settings.remain_target!r}")
 
 
-def anchor_prediction(unet, batch: MicroBatch, anchor_embeds: PromptEmbeddings, dtype: torch.dtype) -> torch.Tensor:
+def anchor_prediction(
+    family: ModelFamily, unet, batch: MicroBatch, anchor_embeds: PromptEmbeddings, dtype: torch.dtype
+) -> torch.Tensor:
     """sg[model_θ(z_t, t, c_anchor)], computed without building a graph."""
     with torch.no_grad():
-        return predict(unet, [batch], dtype, [anchor_embeds.expand(len(batch))])[0]
+        return predict(family, unet, [batch], dtype, [anchor_embeds.expand(len(batch))])[0]
 
 
 def forget_loss_of(
     batch: MicroBatch,
     output: torch.Tensor,
-    scheduler,
+    noising,
     settings: ErasureSettings,
     anchor_output: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """f of a forget micro-batch from the UNet's output on it, for the configured forget target."""
+    """f of a forget micro-batch from the denoiser's output on it, for the configured forget target; the
+    shifted-noise loss regresses the implied noise, whatever the family's parameterisation."""
     if settings.forget_target == "shifted_noise":
-        alphas_cumprod = scheduler.alphas_cumprod.to(batch.timesteps.device)[batch.timesteps]
-        predicted = implied_noise(
-            output.float(), batch.noisy_latents.float(), alphas_cumprod, settings.prediction_type
-        )
+        predicted = noising.implied_noise(output.float(), batch.noisy_latents.float(), batch.timesteps)
         return shifted_noise_loss(predicted, batch.forget_noise)
     if settings.forget_target == "anchor":
         return anchor_loss(output, anchor_output)
     if settings.forget_target == "neggrad":
-        target = denoising_target(batch.latents, batch.noise, batch.timesteps, settings.prediction_type, scheduler)
-        return neggrad_loss(output, target)
+        target = noising.target(batch.latents, batch.noise, batch.timesteps)
+        return neggrad_loss(output, target, noising.loss_weights(batch.timesteps))
     raise ValueError(f"unknown forget target {settings.forget_target!r}")
 
 
@@ -199,7 +203,8 @@ class ErasureStep:
         self,
         accelerator,
         unet,
-        scheduler,
+        family: ModelFamily,
+        noising,
         settings: ErasureSettings,
         forget_set: EncodedImageSet,
         remain_set: EncodedImageSet,
@@ -213,8 +218,11 @@ class ErasureStep:
         teacher: FrozenTeacher | None = None,
         gradient_sum_across: SumAcross | None = None,
     ):
-        """``gradient_sum_across`` adds λ's sums over processes when the gradients are sharded (FSDP2)."""
-        self.accelerator, self.unet, self.scheduler, self.settings = accelerator, unet, scheduler, settings
+        """``family`` says what the denoiser takes, ``noising`` how it was trained to denoise
+        (pipelines/noising.py); ``gradient_sum_across`` adds λ's sums over processes when the gradients are
+        sharded (FSDP2)."""
+        self.accelerator, self.unet, self.settings = accelerator, unet, settings
+        self.family, self.noising = family, noising
         self.forget_set, self.remain_set = forget_set, remain_set
         self.forget_stream, self.remain_stream = forget_stream, remain_stream
         self.forget_batch_size, self.remain_batch_size = forget_batch_size, remain_batch_size
@@ -238,7 +246,7 @@ class ErasureStep:
             self.forget_set,
             self.forget_stream,
             global_positions(micro_batch_index, rank, world, self.forget_batch_size),
-            self.scheduler,
+            self.noising,
             device,
             self.settings.forget_noise,
         )
@@ -246,7 +254,7 @@ class ErasureStep:
             self.remain_set,
             self.remain_stream,
             global_positions(micro_batch_index, rank, world, self.remain_batch_size),
-            self.scheduler,
+            self.noising,
             device,
         )
         return forget, remain
@@ -257,7 +265,7 @@ class ErasureStep:
             return None
         return self.teacher.predict(
             self.unwrapped,
-            lambda call: predict(call, [remain], self.model_dtype)[0],
+            lambda call: predict(self.family, call, [remain], self.model_dtype)[0],
             self.accelerator.autocast,
         )
 
@@ -269,25 +277,25 @@ class ErasureStep:
         if self.adversarial_conditions is not None:
             forget = with_adversarial_conditions(forget, self.adversarial_conditions)
         anchor_output = (
-            anchor_prediction(self.unet, forget, self.anchor_embeds, self.model_dtype)
+            anchor_prediction(self.family, self.unet, forget, self.anchor_embeds, self.model_dtype)
             if self.settings.forget_target == "anchor"
             else None
         )
         teacher_output = self.teacher_prediction(remain)
         if not (self.settings.adaptive and refresh):
-            remain_output, forget_output = predict(self.unet, [remain, forget], self.model_dtype)
-            remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
-            forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
+            remain_output, forget_output = predict(self.family, self.unet, [remain, forget], self.model_dtype)
+            remain_value = remain_loss_of(remain, remain_output, self.noising, self.settings, teacher_output)
+            forget_value = forget_loss_of(forget, forget_output, self.noising, self.settings, anchor_output)
             self.accelerator.backward(remain_value + self.last_lambda * forget_value)
             self.add_relearned_forget_gradient(forget, anchor_output, self.last_lambda)
             return remain_value.detach(), forget_value.detach(), forget
         with self.forget_buffer.collecting_forget():
-            forget_output = predict(self.unet, [forget], self.model_dtype)[0]
-            forget_value = forget_loss_of(forget, forget_output, self.scheduler, self.settings, anchor_output)
+            forget_output = predict(self.family, self.unet, [forget], self.model_dtype)[0]
+            forget_value = forget_loss_of(forget, forget_output, self.noising, self.settings, anchor_output)
             self.accelerator.backward(forget_value)
             self.add_relearned_forget_gradient(forget, anchor_output, 1.0)
-        remain_output = predict(self.unet, [remain], self.model_dtype)[0]
-        remain_value = remain_loss_of(remain, remain_output, self.scheduler, self.settings, teacher_output)
+        remain_output = predict(self.family, self.unet, [remain], self.model_dtype)[0]
+        remain_value = remain_loss_of(remain, remain_output, self.noising, self.settings, teacher_output)
         self.accelerator.backward(remain_value)
         return remain_value.detach(), forget_value.detach(), forget
 
@@ -304,16 +312,13 @@ class ErasureStep:
 
         def relearn_loss() -> torch.Tensor:
             with self.accelerator.autocast():
-                output = predict(unet, [forget], self.model_dtype)[0]
-                target = denoising_target(
-                    forget.latents, forget.noise, forget.timesteps, settings.prediction_type, self.scheduler
-                )
-                return remain_loss(output, target)
+                output = predict(self.family, unet, [forget], self.model_dtype)[0]
+                return denoising_loss_of(forget, output, self.noising)
 
         def forget_value() -> torch.Tensor:
             with self.accelerator.autocast():
-                output = predict(unet, [forget], self.model_dtype)[0]
-                return forget_loss_of(forget, output, self.scheduler, settings, anchor_output)
+                output = predict(self.family, unet, [forget], self.model_dtype)[0]
+                return forget_loss_of(forget, output, self.noising, settings, anchor_output)
 
         gradients = relearned_forget_gradient(
             self.trainable_parameters, relearn_loss, forget_value, settings.relearn_steps, settings.relearn_step_size
@@ -344,13 +349,17 @@ class ErasureStep:
 
         def forget_value() -> torch.Tensor:
             anchor_output = (
-                anchor_prediction(unet, forget, self.anchor_embeds, self.model_dtype)
+                anchor_prediction(self.family, unet, forget, self.anchor_embeds, self.model_dtype)
                 if self.settings.forget_target == "anchor"
                 else None
             )
             with self.accelerator.autocast():
                 return forget_loss_of(
-                    forget, predict(unet, [forget], self.model_dtype)[0], self.scheduler, self.settings, anchor_output
+                    forget,
+                    predict(self.family, unet, [forget], self.model_dtype)[0],
+                    self.noising,
+                    self.settings,
+                    anchor_output,
                 )
 
         return estimate_forget_minimum(self.trainable_parameters, forget_value, inner_steps, inner_learning_rate)

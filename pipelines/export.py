@@ -1,5 +1,5 @@
 """Writing the trained model in the form ``--save_as`` asks for: LoRA weights, a standalone pipeline with
-the adapter fused into the UNet, or both.
+the adapter fused into the denoiser (UNet or transformer), or both.
 
 The result is written into a staging folder inside the output folder and moved into place when it is
 complete: every component folder in one rename, and the file that makes the folder loadable
@@ -12,35 +12,41 @@ import os
 import shutil
 import tempfile
 
+from .families import FAMILIES, SD
 from .kohya import KOHYA_WEIGHTS_FILE, save_kohya_lora
-from .model_family import SD, pipeline_class
 from .outputs import FINISHED_MARKERS, LORA_WEIGHTS_FILE, RETIRED_SUFFIX, STAGING_FOLDER
 
 FUSED_SUBFOLDER = "fused"
 
 
-def save_lora_weights(unet, output_dir: str, family: str = SD) -> str:
-    """Writes the UNet's LoRA adapter as ``pytorch_lora_weights.safetensors`` in diffusers' format, with its
-    adapter configuration (rank, alpha, modules) in the file's metadata, so the family pipeline's
-    ``load_lora_weights`` restores it at the strength it was trained at."""
+def save_lora_weights(model, output_dir: str, family: str = SD) -> str:
+    """Writes the denoiser's LoRA adapter as ``pytorch_lora_weights.safetensors`` in diffusers' format (keys
+    under ``unet.`` or ``transformer.``), with its adapter configuration (rank, alpha, modules) in the file's
+    metadata, so the family pipeline's ``load_lora_weights`` restores it at the strength it was trained at."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    pipeline_class(family).save_lora_weights(
+    family_class = FAMILIES[family]
+    component = family_class.denoiser
+    family_class.pipeline_class().save_lora_weights(
         output_dir,
-        unet_lora_layers=layers,
-        unet_lora_adapter_metadata=unet.peft_config["default"].to_dict(),
+        **{
+            f"{component}_lora_layers": convert_state_dict_to_diffusers(get_peft_model_state_dict(model)),
+            f"{component}_lora_adapter_metadata": model.peft_config["default"].to_dict(),
+        },
         safe_serialization=True,
     )
     return os.path.join(output_dir, LORA_WEIGHTS_FILE)
 
 
 def save_full_pipeline(
-    base_model: str, unet, output_dir: str, revision: str | None = None, variant: str | None = None, family: str = SD
+    base_model: str, model, output_dir: str, revision: str | None = None, variant: str | None = None, family: str = SD
 ) -> None:
-    """Writes the base pipeline with the trained UNet (other components reloaded in their own dtype)."""
-    pipeline = pipeline_class(family).from_pretrained(base_model, unet=unet, revision=revision, variant=variant)
+    """Writes the base pipeline with the trained denoiser (other components reloaded in their own dtype)."""
+    family_class = FAMILIES[family]
+    pipeline = family_class.pipeline_class().from_pretrained(
+        base_model, **{family_class.denoiser: model}, revision=revision, variant=variant
+    )
     pipeline.save_pretrained(output_dir, safe_serialization=True)
 
 
@@ -89,7 +95,8 @@ def _write_result(args, unet, family: str, folder: str) -> str | None:
         return None
     if args.save_as in ("lora", "both"):
         save_lora_weights(unet, folder, family)
-        save_kohya_lora(unet, os.path.join(folder, KOHYA_WEIGHTS_FILE), family)  # for AUTOMATIC1111 / ComfyUI
+        if not FAMILIES[family].flow_matching:  # kohya's layout for AUTOMATIC1111 / ComfyUI (UNets only)
+            save_kohya_lora(unet, os.path.join(folder, KOHYA_WEIGHTS_FILE), family)
         if args.save_as == "lora":
             return None
     with tempfile.TemporaryDirectory() as scratch:

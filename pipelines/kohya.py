@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .model_family import SDXL
+from .families import SDXL
 
 KOHYA_WEIGHTS_FILE = "lora_kohya.safetensors"
 SD2_CROSS_ATTENTION_DIM = 1024

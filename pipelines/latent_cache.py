@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .data_sources import CaptionedImages, load_image
-from .model_family import SDXL, PromptEmbeddings, TextConditioner, time_ids
+from .families import SDXL, PromptEmbeddings, TextConditioner, time_ids
 from .randomness import SampleDraws
 
 
@@ -29,6 +29,12 @@ def crop_top_left(size: tuple[int, int], resolution: int, crop_x: float, crop_y:
     """(top, left) of the ``resolution`` square at relative offsets (0.5 = centre) in an image of ``size`` (w, h)."""
     width, height = size
     return int(round(crop_y * (height - resolution))), int(round(crop_x * (width - resolution)))
+
+
+def scaled_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """VAE latents as the denoiser sees them: (z − shift) · scale (SD3 and FLUX's VAEs have a shift)."""
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (latents - shift) * vae.config.scaling_factor
 
 
 def crop_and_flip(image: Image.Image, resolution: int, crop_x: float, crop_y: float, flip: bool) -> torch.Tensor:
@@ -101,10 +107,6 @@ class EncodedImageSet:
         probe = torch.zeros(1, 3, self.resolution, self.resolution, device=device)
         return tuple(self._latent_distribution(probe)[0].shape[1:])
 
-    def _scale(self, latents: torch.Tensor) -> torch.Tensor:
-        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
-        return (latents - shift) * self.vae.config.scaling_factor
-
     def batch(
         self, draws: SampleDraws, device: torch.device
     ) -> tuple[torch.Tensor, PromptEmbeddings, torch.Tensor | None]:
@@ -126,7 +128,7 @@ class EncodedImageSet:
                 means.append(self.latent_mean[item])
                 stds.append(self.latent_std[item])
         mean, std = torch.stack(means), torch.stack(stds)
-        latents = self._scale(mean + std * draws.latent_noise.to(device))
+        latents = scaled_latents(self.vae, mean + std * draws.latent_noise.to(device))
         caption_ids = self.caption_index[draws.item_indices]
         if draws.empty_prompt is not None:
             caption_ids = torch.where(draws.empty_prompt, self.empty_caption_id, caption_ids)

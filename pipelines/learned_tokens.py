@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .model_family import PromptEmbeddings, TextConditioner
+from .families import PromptEmbeddings, TextConditioner
 
 
 class LearnedTokens:
@@ -87,12 +87,13 @@ class LearnedTokens:
         return self.conditioner.embed(prompts, device)
 
     def components(self) -> dict:
-        """The copied tokenizers and text encoders, as pipeline components (``tokenizer``, ``text_encoder``,
-        and SDXL's ``tokenizer_2``, ``text_encoder_2``) to build a pipeline that understands the words."""
-        suffixes = ["", "_2"]
+        """The copied tokenizers and text encoders under the family's component names (``tokenizer``,
+        ``text_encoder``, ``tokenizer_2``, …) to build a pipeline that understands the words."""
         parts = {}
-        for suffix, tokenizer, encoder in zip(suffixes, self.tokenizers, self.text_encoders):
-            parts[f"tokenizer{suffix}"], parts[f"text_encoder{suffix}"] = tokenizer, encoder
+        for slot, tokenizer, encoder in zip(
+            self.conditioner.model_family.text_encoders, self.tokenizers, self.text_encoders
+        ):
+            parts[slot.tokenizer], parts[slot.encoder] = tokenizer, encoder
         return parts
 
     def state(self) -> dict:

@@ -49,12 +49,12 @@ def load_erased_pipeline(
     base_revision: str | None = None,
     variant: str | None = None,
 ):
-    """Returns a ready pipeline (``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``) for the output of
-    ``train_erasediff.py``.
+    """Returns a ready pipeline (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``,
+    ``StableDiffusion3Pipeline`` or ``FluxPipeline``) for the output of ``train_erasediff.py``.
 
     A folder (or Hub repo) with ``model_index.json`` is a full pipeline; one with
     ``pytorch_lora_weights.safetensors`` holds LoRA weights, loaded into ``base_model`` — by default the
-    base recorded in the folder's ``erasediff_args.json`` — and fused into the UNet when ``fuse`` is set.
+    base recorded in the folder's ``erasediff_args.json`` — and fused into the denoiser when ``fuse`` is set.
     """
     from diffusers import DiffusionPipeline
 

@@ -7,16 +7,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .model_family import PIPELINE_CLASS_NAMES, SD, SDXL
+from .families import FAMILIES, PIPELINE_CLASS_NAMES, SD
 from .options import effective_learning_rate
 from .outputs import LORA_WEIGHTS_FILE
 from .validation import VALIDATION_GRID_FILE, widget_image_name
 
 CARD_FILE = "README.md"
-FAMILY_TAGS = {
-    SD: ("stable-diffusion", "stable-diffusion-diffusers"),
-    SDXL: ("stable-diffusion-xl", "stable-diffusion-xl-diffusers"),
-}
 COMMON_TAGS = (
     "text-to-image",
     "diffusers",
@@ -38,6 +34,11 @@ KNOWN_LICENSES = {
     "stabilityai/stable-diffusion-2-1": "openrail++",
     "stabilityai/stable-diffusion-2-1-base": "openrail++",
     "stabilityai/stable-diffusion-xl-base-1.0": "openrail++",
+    "black-forest-labs/FLUX.1-schnell": "apache-2.0",
+    "black-forest-labs/FLUX.1-dev": "other",  # the FLUX.1 [dev] Non-Commercial License
+    "stabilityai/stable-diffusion-3-medium-diffusers": "other",  # Stability AI Community License
+    "stabilityai/stable-diffusion-3.5-medium": "other",
+    "stabilityai/stable-diffusion-3.5-large": "other",
 }
 SD1_CROSS_ATTENTION_DIM = 768
 PAPER_BIBTEX = """@article{wu2024erasediff,
@@ -79,7 +80,7 @@ LORA_TAGS = ("lora", "template:sd-lora")  # as diffusers' LoRA training scripts 
 
 def card_tags(family: str, is_lora: bool) -> list[str]:
     """The card's tags: the model family's, the common ones, and diffusers' LoRA tags for LoRA runs."""
-    return [*FAMILY_TAGS[family], *COMMON_TAGS, *(LORA_TAGS if is_lora else ())]
+    return [*FAMILIES[family].card_tags, *COMMON_TAGS, *(LORA_TAGS if is_lora else ())]
 
 
 def code_version() -> str:
@@ -142,6 +143,18 @@ def _refresh_words(args) -> str:
     return ", computed every step" if steps == 1 else f", computed on one step in {steps}"
 
 
+def _flow_matching_words(args) -> str:
+    scheme = args.weighting_scheme
+    words = f"σ drawn by the {scheme} weighting scheme"
+    if scheme == "logit_normal":
+        words += f" (mean {args.logit_mean:g}, std {args.logit_std:g})"
+    elif scheme == "mode":
+        words += f" (scale {args.mode_scale:g})"
+    if args.guidance_scale is not None:
+        words += f"; guidance embedding {args.guidance_scale:g}"
+    return words + ("; T5 dropped" if args.t5 == "drop" else "")
+
+
 def _hyperparameter_rows(args) -> list[tuple[str, str]]:
     rows = [
         ("remain objective", REMAIN_TARGET_WORDS[args.remain_target]),
@@ -151,6 +164,7 @@ def _hyperparameter_rows(args) -> list[tuple[str, str]]:
         else ("anchor prompt", repr(args.anchor_prompt))
         if args.forget_target == "anchor"
         else None,
+        ("flow matching", _flow_matching_words(args)) if getattr(args, "weighting_scheme", None) else None,
         ("λ rule", args.lambda_mode + ("" if args.lambda_mode == "fixed" else _refresh_words(args))),
         (
             "λ" if args.lambda_mode == "fixed" else "η",
@@ -241,7 +255,7 @@ def card_body(
     if fused_folder:
         lines += [
             "",
-            f"A standalone pipeline with the adapter fused into the UNet is in `{fused_folder}/` "
+            f"A standalone pipeline with the adapter fused in is in `{fused_folder}/` "
             f"(`{PIPELINE_CLASS_NAMES[family]}.from_pretrained` on that folder).",
         ]
     lines += [

@@ -1,5 +1,6 @@
-"""Loading the base Stable Diffusion components for training, and the checks that need torch but no
-weights (device support, the model folder, the VAE's downsampling factor)."""
+"""Loading the base pipeline's components for training (any family of pipelines/families/), and the checks
+that need torch but no weights (device support, the model folder, the VAE's downsampling factor, the options
+a family cannot take)."""
 
 from __future__ import annotations
 
@@ -11,50 +12,52 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError, first_line
+from .families import FAMILIES, ModelFamily, TextConditioner, family_for, family_of
 from .loading import looks_like_hub_id
-from .model_family import (
-    PIPELINE_CLASS_NAMES,
-    RESOLUTION_MULTIPLE,
-    SD,
-    SDXL,
-    TextConditioner,
-    family_of,
-    pipeline_class,
-)
+from .noising import TimestepSampling, training_noising
 
-_PIPELINE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+_PIPELINE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "scheduler")
+_DENOISERS = ("unet", "transformer")
+T5 = "T5EncoderModel"
 
 
 @dataclass
 class LoadedModels:
     """The base model's parts, with the dtypes the run uses."""
 
-    family: str  # model_family.SD or SDXL
-    tokenizers: list  # one per text encoder
+    family: str  # the family's name: sd, sdxl, sd3 or flux
+    model_family: ModelFamily  # with the run's conditioning settings
+    encoder_slots: list  # the family's TextEncoderSlots that were loaded (SD3 without T5: two)
+    tokenizers: list  # one per loaded text encoder
     text_encoders: list
     conditioner: TextConditioner
     vae: torch.nn.Module
-    unet: torch.nn.Module
-    noise_scheduler: object  # DDPM, for training
+    denoiser: torch.nn.Module  # the UNet or transformer that is trained
+    noising: object  # how it was trained to denoise (pipelines/noising.py), for training
     inference_scheduler: object  # for generation and validation: --generation_scheduler over the model's schedule
-    weight_dtype: torch.dtype  # frozen parts (and a LoRA run's UNet)
-    model_dtype: torch.dtype  # what the UNet computes in
+    weight_dtype: torch.dtype  # frozen parts (and a LoRA run's denoiser)
+    model_dtype: torch.dtype  # what the denoiser computes in
 
 
 def check_model_location(path: str) -> None:
-    """A local model must be a diffusers Stable Diffusion folder; anything else must look like a Hub id."""
+    """A local model must be a diffusers pipeline folder of a supported family; anything else must look like a
+    Hub id."""
     if os.path.isdir(path):
         index_path = os.path.join(path, "model_index.json")
         if not os.path.isfile(index_path):
             raise InputError(
-                f"--pretrained_model_name_or_path {path} has no model_index.json; give a diffusers Stable Diffusion pipeline folder"
+                f"--pretrained_model_name_or_path {path} has no model_index.json; give a diffusers pipeline folder "
+                "(Stable Diffusion 1.x/2.x, SDXL, SD3 or FLUX.1)"
             )
         with open(index_path, encoding="utf-8") as handle:
             index = json.load(handle)
         missing = [c for c in _PIPELINE_COMPONENTS if c not in index]
+        if not any(d in index for d in _DENOISERS):
+            missing.append("unet or transformer")
         if missing:
             raise InputError(
-                f"--pretrained_model_name_or_path {path} is not a Stable Diffusion pipeline (no {', '.join(missing)} in model_index.json)"
+                f"--pretrained_model_name_or_path {path} is not a Stable Diffusion, SDXL, SD3 or FLUX pipeline "
+                f"(no {', '.join(missing)} in model_index.json)"
             )
     elif not looks_like_hub_id(path):
         raise InputError(
@@ -138,28 +141,77 @@ def check_model_reachable(args) -> None:
         ) from error
 
 
-def check_resolution(args) -> None:
-    """The resolution must be a multiple of the VAE's downsampling factor (read from its config only) and of
-    what the family's pipeline requires of an image size."""
+def check_resolution(args) -> str:
+    """The resolution must be a multiple of the VAE's downsampling factor (read from its config only), times
+    the transformer's patch (FLUX packs 2×2 latents), and of what the family's pipeline requires of an image
+    size. Returns the family's name."""
     from diffusers import AutoencoderKL
 
     try:
         config = AutoencoderKL.load_config(
             **_vae_config_source(args), revision=args.revision, cache_dir=args.cache_dir
         )
-        family = family_of(load_model_index(args))
+        name = family_of(load_model_index(args))
+        denoiser_config = load_denoiser_config(args, name)
     except OSError as error:
         raise InputError(
             f"--pretrained_model_name_or_path {args.pretrained_model_name_or_path}: cannot load its configuration "
             f"({first_line(error)}); give a diffusers pipeline folder or Hub id"
         ) from error
+    family = FAMILIES[name]()
     factor = 2 ** (len(config["block_out_channels"]) - 1)
-    multiple = math.lcm(factor, RESOLUTION_MULTIPLE[family])
+    patch = family.latent_multiple(denoiser_config)
+    multiple = math.lcm(factor * patch, family.resolution_multiple)
     if args.resolution % multiple:
+        patch_words = f" times the {patch}×{patch} latent patch" if patch > 1 else ""
         raise InputError(
             f"--resolution {args.resolution} is not a multiple of {multiple} (the VAE's downsampling factor is "
-            f"{factor}; {PIPELINE_CLASS_NAMES[family]} needs a multiple of {RESOLUTION_MULTIPLE[family]})"
+            f"{factor}{patch_words}; {family.pipeline_class_name} needs a multiple of {family.resolution_multiple})"
         )
+    return name
+
+
+def check_family_options(args, name: str) -> None:
+    """Refuses, in one line and before any weights load, the options the model's family cannot take (the
+    flags as given: family defaults are filled in afterwards)."""
+    family = FAMILIES[name]
+    pipeline = family.pipeline_class_name
+    if family.flow_matching:
+        if args.prediction_type is not None:
+            raise InputError(
+                f"--prediction_type is for SD and SDXL; {pipeline} is trained by flow matching (a velocity "
+                "target), so drop the flag"
+            )
+        if args.generation_scheduler == "dpm_solver":
+            raise InputError(
+                f"--generation_scheduler dpm_solver is for SD and SDXL; {pipeline} samples with its own "
+                "flow-matching scheduler: use --generation_scheduler model"
+            )
+    else:
+        for flag in ("weighting_scheme", "guidance_scale"):
+            if getattr(args, flag) is not None:
+                raise InputError(f"--{flag} is for SD3 and FLUX (flow matching); drop it for {pipeline}")
+        if args.t5 != "device":
+            raise InputError(f"--t5 is for SD3 and FLUX; {pipeline} has no T5 encoder")
+    if name == "sd3" and args.guidance_scale is not None:
+        raise InputError(
+            "--guidance_scale is FLUX's guidance embedding; SD3 uses classifier-free guidance (--generation_guidance_scale)"
+        )
+    if name == "flux" and args.t5 == "drop":
+        raise InputError("--t5 drop is for SD3: FluxPipeline needs its T5 encoder; --t5 cpu keeps it off the GPU")
+    if not family.classifier_free_guidance and args.proportion_empty_prompts:
+        raise InputError(
+            f"--proportion_empty_prompts {args.proportion_empty_prompts}: FLUX has no classifier-free guidance "
+            "(the empty prompt plays no part in generation), so it must be 0"
+        )
+
+
+def load_denoiser_config(args, name: str) -> dict:
+    """The denoiser's config.json (no weights)."""
+    family = FAMILIES[name]
+    return family.denoiser_class().load_config(
+        args.pretrained_model_name_or_path, subfolder=family.denoiser, revision=args.revision, cache_dir=args.cache_dir
+    )
 
 
 def load_model_index(args) -> dict:
@@ -171,13 +223,12 @@ def load_model_index(args) -> dict:
     )
 
 
-def load_base_unet(args):
-    """The base model's UNet (fp32, on the CPU)."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel.from_pretrained(
+def load_base_denoiser(args, name: str | None = None):
+    """The base model's UNet or transformer (fp32, on the CPU); ``name`` is the family's, read if not given."""
+    family = FAMILIES[name or family_of(load_model_index(args))]
+    return family.denoiser_class().from_pretrained(
         args.pretrained_model_name_or_path,
-        subfolder="unet",
+        subfolder=family.denoiser,
         revision=args.revision,
         variant=args.variant,
         cache_dir=args.cache_dir,
@@ -185,7 +236,7 @@ def load_base_unet(args):
 
 
 def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
-    """Loads tokenizer(s), text encoder(s), VAE, UNet and schedulers of an SD or SDXL pipeline; freezes
+    """Loads the tokenizers, text encoders, VAE, denoiser and schedulers of the pipeline's family; freezes
     everything (the caller picks what trains). Files that cannot be loaded (a missing --variant, a wrong
     --revision) end in one line."""
     try:
@@ -199,31 +250,39 @@ def load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loaded
 
 def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> LoadedModels:
     import diffusers
-    from diffusers import AutoencoderKL, DDPMScheduler
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    import transformers
+    from diffusers import AutoencoderKL
 
     path, revision, variant, cache = args.pretrained_model_name_or_path, args.revision, args.variant, args.cache_dir
     index = load_model_index(args)
-    family = family_of(index)
-    encoder_classes = [("tokenizer", "text_encoder", CLIPTextModel)]
-    if family == SDXL:
-        encoder_classes.append(("tokenizer_2", "text_encoder_2", CLIPTextModelWithProjection))
+    name = family_of(index)
+    slots = [s for s in FAMILIES[name].text_encoders if not (s.encoder_class == T5 and args.t5 == "drop")]
     tokenizers, text_encoders = [], []
-    for tokenizer_folder, encoder_folder, encoder_class in encoder_classes:
+    for slot in slots:
         tokenizers.append(
-            CLIPTokenizer.from_pretrained(path, subfolder=tokenizer_folder, revision=revision, cache_dir=cache)
+            getattr(transformers, slot.tokenizer_class).from_pretrained(
+                path, subfolder=slot.tokenizer, revision=revision, cache_dir=cache
+            )
         )
         text_encoders.append(
-            encoder_class.from_pretrained(
-                path, subfolder=encoder_folder, revision=revision, variant=variant, cache_dir=cache
+            getattr(transformers, slot.encoder_class).from_pretrained(
+                path, subfolder=slot.encoder, revision=revision, variant=variant, cache_dir=cache
             )
         )
     vae_variant = None if getattr(args, "pretrained_vae_model_name_or_path", None) else variant
     vae = AutoencoderKL.from_pretrained(
         **_vae_config_source(args), revision=revision, variant=vae_variant, cache_dir=cache
     )
-    unet = load_base_unet(args)
-    noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", revision=revision, cache_dir=cache)
+    denoiser = load_base_denoiser(args, name)
+    family = family_for(name, denoiser.config, args.guidance_scale)
+    # Training draws from a fresh copy of the model's schedule: DDPM's for SD/SDXL (the scheduler the pipeline
+    # ships may be DDIM or PNDM over the same betas), the flow-matching scheduler itself for SD3/FLUX.
+    training_scheduler_class = (
+        getattr(diffusers, index["scheduler"][1]) if family.flow_matching else diffusers.DDPMScheduler
+    )
+    noise_scheduler = training_scheduler_class.from_pretrained(
+        path, subfolder="scheduler", revision=revision, cache_dir=cache
+    )
     inference_scheduler = getattr(diffusers, index["scheduler"][1]).from_pretrained(
         path, subfolder="scheduler", revision=revision, cache_dir=cache
     )
@@ -232,42 +291,72 @@ def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loade
         inference_scheduler.register_to_config(prediction_type=args.prediction_type)
     if args.generation_scheduler == "dpm_solver":  # the model's noise schedule, another sampler
         inference_scheduler = diffusers.DPMSolverMultistepScheduler.from_config(inference_scheduler.config)
+    sampling = TimestepSampling(args.weighting_scheme, args.logit_mean, args.logit_std, args.mode_scale)
 
     model_dtype = weight_dtype if args.use_lora else torch.float32
     # SDXL's VAE overflows in fp16 (its config says force_upcast): it then stays in fp32.
     vae_dtype = torch.float32 if weight_dtype == torch.float16 and vae.config.get("force_upcast") else weight_dtype
-    placements = [(vae, vae_dtype), (unet, model_dtype), *((encoder, weight_dtype) for encoder in text_encoders)]
-    for module, dtype in placements:
+    placements = [(vae, vae_dtype, False), (denoiser, model_dtype, False)]
+    placements += [(e, weight_dtype, s.encoder_class == T5 and args.t5 == "cpu") for s, e in zip(slots, text_encoders)]
+    for module, dtype, on_cpu in placements:
         module.requires_grad_(False)
-        module.to(device)
+        if on_cpu:
+            run_on_cpu(module, device)
+        else:
+            module.to(device)
         if dtype != torch.float32:  # cast only when needed: diffusers warns on every dtype cast
             module.to(dtype=dtype)
     if args.enable_xformers_memory_efficient_attention:
-        unet.enable_xformers_memory_efficient_attention()
+        denoiser.enable_xformers_memory_efficient_attention()
     return LoadedModels(
+        name,
         family,
+        slots,
         tokenizers,
         text_encoders,
         TextConditioner(family, tokenizers, text_encoders),
         vae,
-        unet,
-        noise_scheduler,
+        denoiser,
+        training_noising(family, noise_scheduler, sampling if family.flow_matching else None),
         inference_scheduler,
         weight_dtype,
         model_dtype,
     )
 
 
-def make_pipeline(models: LoadedModels, unet):
-    """An SD or SDXL pipeline over the loaded parts and the given UNet, without a safety checker (it would
-    black out the forget images that erasing nudity needs)."""
-    parts = {"vae": models.vae, "unet": unet, "scheduler": models.inference_scheduler}
-    for number, (tokenizer, encoder) in enumerate(zip(models.tokenizers, models.text_encoders), start=1):
-        suffix = "" if number == 1 else f"_{number}"
-        parts[f"tokenizer{suffix}"], parts[f"text_encoder{suffix}"] = tokenizer, encoder
-    if models.family == SD:
+def run_on_cpu(encoder: torch.nn.Module, device: torch.device) -> None:
+    """Keeps ``encoder`` (T5, the largest frozen part) on the CPU for ``--t5 cpu``: its inputs move there and
+    its outputs back to ``device``, so the pipeline and the prompt cache call it as if it were on ``device``."""
+
+    def to(value, target):
+        return value.to(target) if torch.is_tensor(value) else value
+
+    def before(module, args, kwargs):
+        return tuple(to(a, "cpu") for a in args), {k: to(v, "cpu") for k, v in kwargs.items()}
+
+    def after(module, args, kwargs, output):
+        if isinstance(output, tuple):
+            return tuple(to(value, device) for value in output)
+        for key in list(output.keys()):
+            output[key] = to(output[key], device)
+        return output
+
+    encoder.register_forward_pre_hook(before, with_kwargs=True)
+    encoder.register_forward_hook(after, with_kwargs=True)
+
+
+def make_pipeline(models: LoadedModels, denoiser):
+    """The family's pipeline over the loaded parts and the given denoiser, without a safety checker (it would
+    black out the forget images that erasing nudity needs); SD3 without T5 when it was dropped."""
+    family = models.model_family
+    parts = {"vae": models.vae, family.denoiser: denoiser, "scheduler": models.inference_scheduler}
+    for slot in family.text_encoders:
+        parts[slot.tokenizer], parts[slot.encoder] = None, None  # a dropped T5 stays None
+    for slot, tokenizer, encoder in zip(models.encoder_slots, models.tokenizers, models.text_encoders):
+        parts[slot.tokenizer], parts[slot.encoder] = tokenizer, encoder
+    if family.safety_checker:
         parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    return pipeline_class(models.family)(**parts)
+    return family.pipeline_class()(**parts)
 
 
 def mixed_precision_dtype(mixed_precision: str) -> torch.dtype:

@@ -69,15 +69,46 @@ def implied_noise(
     raise ValueError(f"unknown prediction type {prediction_type!r}; choose from {PREDICTION_TYPES}")
 
 
-def remain_loss(model_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_r = E‖target(z_r, ε, t) − model_θ(z_t, t, c_r)‖², averaged over elements."""
-    return F.mse_loss(model_output.float(), target.float())
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B] values shaped to broadcast over ``like`` [B, ...]."""
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
-def teacher_remain_loss(model_output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
+def flow_matching_noisy(latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 − σ)·x₀ + σ·ε, the flow-matching interpolation (SD3, FLUX); ``sigmas`` holds σ per sample [B]."""
+    sigma = _per_sample(sigmas, latents)
+    return (1.0 - sigma) * latents + sigma * noise
+
+
+def velocity_target(latents: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The flow-matching regression target v = dx_t/dσ = ε − x₀."""
+    return noise - latents
+
+
+def flow_implied_noise(model_output: torch.Tensor, noisy_latents: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """ε̂_θ = x_t + (1 − σ)·v̂: the noise a velocity prediction implies (x_t = x₀ + σv and ε = x₀ + v)."""
+    return noisy_latents + (1.0 - _per_sample(sigmas, model_output)) * model_output
+
+
+def _mean_squared_error(output: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return F.mse_loss(output.float(), target.float())
+    squared = (output.float() - target.float()) ** 2
+    return (_per_sample(weights.float(), squared) * squared).mean()
+
+
+def remain_loss(model_output: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """L_r = E‖target(z_r, ε, t) − model_θ(z_t, t, c_r)‖², averaged over elements; with flow matching's loss
+    ``weights`` (one per sample, ``--weighting_scheme``), each sample's squared error is weighted."""
+    return _mean_squared_error(model_output, target, weights)
+
+
+def teacher_remain_loss(
+    model_output: torch.Tensor, teacher_output: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """L_r = E‖model_θ(z_t, t, c_r) − sg[model_θ₀(z_t, t, c_r)]‖²: the frozen base model's prediction is the
     target, so θ₀ itself is the minimiser (``--remain_target teacher``)."""
-    return F.mse_loss(model_output.float(), teacher_output.detach().float())
+    return _mean_squared_error(model_output, teacher_output.detach(), weights)
 
 
 def shifted_noise_loss(predicted_noise: torch.Tensor, forget_noise: torch.Tensor) -> torch.Tensor:
@@ -90,9 +121,11 @@ def anchor_loss(model_output: torch.Tensor, anchor_output: torch.Tensor) -> torc
     return F.mse_loss(model_output.float(), anchor_output.detach().float())
 
 
-def neggrad_loss(model_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def neggrad_loss(
+    model_output: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """The gradient-ascent baseline: f(θ) = −L_denoise(D_f). It has no minimum."""
-    return -F.mse_loss(model_output.float(), target.float())
+    return -_mean_squared_error(model_output, target, weights)
 
 
 def known_forget_minimum(forget_target: str, forget_noise: ForgetNoise) -> float | None:

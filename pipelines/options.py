@@ -7,8 +7,11 @@ REMAIN_TARGETS = ("data", "teacher", "both")
 FORGET_NOISES = ("uniform", "gaussian")
 LAMBDA_MODES = ("fixed", "bome", "cosine")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+# Flow matching (SD3, FLUX): how σ is drawn and weighted, the names of diffusers' SD3/FLUX training scripts.
+WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none")
+T5_PLACEMENTS = ("device", "cpu", "drop")  # --t5: with the rest, kept on the CPU, or (SD3) not loaded
 TRAIN_METHODS = ("full", "xattn", "noxattn", "selfattn", "notime")
-DEFAULT_LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
+DEFAULT_LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")  # a UNet's attention (SD3/FLUX: families/)
 # diffusers.optimization.SchedulerType values, listed here so that parsing needs no diffusers import.
 LR_SCHEDULERS = (
     "linear",

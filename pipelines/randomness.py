@@ -42,7 +42,7 @@ class SampleDraws:
     item_indices: list[int]
     augmentation: torch.Tensor  # [B, 3] uniforms in [0, 1): crop x, crop y, flip
     latent_noise: torch.Tensor  # [B, C, H, W], for sampling the VAE's latent distribution
-    timesteps: torch.Tensor  # [B], long
+    timesteps: torch.Tensor  # [B]: long DDPM steps, or float σ·T under flow matching
     noise: torch.Tensor  # [B, C, H, W], ε ~ N(0, I)
     forget_noise: torch.Tensor | None  # [B, C, H, W], ε_f, forget stream only
     empty_prompt: torch.Tensor | None = None  # [B] bool: train this sample with the empty prompt
@@ -69,18 +69,27 @@ class SampleStream:
         self,
         positions: Sequence[int],
         latent_shape: Sequence[int],
-        num_train_timesteps: int,
+        timesteps,
         forget_noise: ForgetNoise | None = None,
         empty_prompt_probability: float = 0.0,
     ) -> SampleDraws:
         """Draws, on the CPU and in a fixed order, every random number the given samples need; with
-        ``empty_prompt_probability`` > 0, also whether each sample's caption is replaced by the empty prompt."""
-        augmentation, latent_noise, timesteps, noise, shifted = [], [], [], [], []
+        ``empty_prompt_probability`` > 0, also whether each sample's caption is replaced by the empty prompt.
+        ``timesteps`` is the number of DDPM timesteps (t uniform in [0, T)) or a training-noise convention
+        (pipelines/noising.py) that draws each sample's timestep from its generator."""
+        if isinstance(timesteps, int):
+            count = timesteps
+
+            def draw_timestep(generator):
+                return torch.randint(0, count, (), generator=generator)
+        else:
+            draw_timestep = timesteps.draw_timestep
+        augmentation, latent_noise, drawn_timesteps, noise, shifted = [], [], [], [], []
         for position in positions:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, self.stream_id, _SAMPLE, position))
             augmentation.append(torch.rand(3, generator=generator))
             latent_noise.append(torch.randn(tuple(latent_shape), generator=generator))
-            timesteps.append(torch.randint(0, num_train_timesteps, (), generator=generator))
+            drawn_timesteps.append(draw_timestep(generator))
             noise.append(torch.randn(tuple(latent_shape), generator=generator))
             if forget_noise is not None:
                 shifted.append(forget_noise.sample(tuple(latent_shape), generator=generator))
@@ -88,7 +97,7 @@ class SampleStream:
             item_indices=[self.item_index(p) for p in positions],
             augmentation=torch.stack(augmentation),
             latent_noise=torch.stack(latent_noise),
-            timesteps=torch.stack(timesteps).long(),
+            timesteps=torch.stack(drawn_timesteps),
             noise=torch.stack(noise),
             forget_noise=torch.stack(shifted) if forget_noise is not None else None,
             empty_prompt=self._empty_prompt(positions, empty_prompt_probability),

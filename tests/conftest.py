@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny pipelines (one epsilon, one v_prediction) and small image folders."""
+"""Shared fixtures: tiny pipelines (SD epsilon and v_prediction, SDXL, SD3, FLUX) and small image folders."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tiny_models import build_tiny_brightness_classifier, build_tiny_pipeline, build_tiny_sdxl_pipeline  # noqa: E402
+from tiny_models import (  # noqa: E402
+    build_tiny_brightness_classifier,
+    build_tiny_flux_pipeline,
+    build_tiny_pipeline,
+    build_tiny_sd3_pipeline,
+    build_tiny_sdxl_pipeline,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -33,6 +39,18 @@ def tiny_v_model(tmp_path_factory) -> str:
 def tiny_sdxl_model(tmp_path_factory) -> str:
     """A tiny Stable Diffusion XL pipeline folder."""
     return build_tiny_sdxl_pipeline(str(tmp_path_factory.mktemp("tiny-sdxl")))
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_model(tmp_path_factory) -> str:
+    """A tiny FLUX.1 [dev]-style pipeline folder (guidance embedding, no classifier-free guidance)."""
+    return build_tiny_flux_pipeline(str(tmp_path_factory.mktemp("tiny-flux")))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_model(tmp_path_factory) -> str:
+    """A tiny SD3 pipeline folder (two CLIP encoders and T5)."""
+    return build_tiny_sd3_pipeline(str(tmp_path_factory.mktemp("tiny-sd3")))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Tiny Stable Diffusion pipelines built from configs (real diffusers/transformers classes, random
-weights), so tests never download a model."""
+"""Tiny pipelines of every family (SD, SDXL, SD3, FLUX) built from configs (real diffusers/transformers
+classes, random weights, tokenizers written offline), so tests never download a model."""
 
 from __future__ import annotations
 
@@ -186,6 +186,135 @@ def build_tiny_sdxl_pipeline(folder: str, seed: int = 0) -> str:
         tokenizer_2=tokenizer,
         unet=unet,
         scheduler=_scheduler("epsilon"),
+    )
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+T5_WIDTH = {"sd3": 48, "flux": 32}  # SD3's wider than both CLIPs together (32), so F.pad pads, never crops
+
+
+def _tiny_t5_tokenizer(max_length: int, words=VOCAB_WORDS):
+    """A T5 tokenizer built offline: a unigram model in which each of ``words`` is one piece (SentencePiece's
+    "▁" word marker in front) and anything else falls back to letters, then ``<unk>``; ``</s>`` ends each
+    prompt, ``<pad>`` (id 0) fills it."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [("▁" + word, -1.0) for word in words]
+    pieces += [(letter, -8.0) for letter in "▁abcdefghijklmnopqrstuvwxyz0123456789"]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=2))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(
+        tokenizer_object=backend, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0
+    )
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def _tiny_t5(tokenizer, width: int):
+    """A one-layer T5 encoder. Its weights start at 3× T5's initialisation scale: at the usual scale the
+    hundreds of padding positions come out alike for every prompt (sequences 99 % similar), where a trained
+    T5's differ; at 3× two prompts' sequences are about 15 % similar."""
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=width,
+            d_kv=8,
+            d_ff=2 * width,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+            initializer_factor=3.0,
+        )
+    )
+
+
+def _flow_scheduler(**dynamic):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(shift=3.0, **dynamic)
+
+
+def build_tiny_flux_pipeline(folder: str, seed: int = 0, guidance_embeds: bool = True) -> str:
+    """Saves a tiny FluxPipeline (16-px images, 8×8 latents packed into 16 tokens of 4×4 channels; CLIP's
+    pooled embedding and T5's hidden states condition it; ``guidance_embeds`` as FLUX.1 [dev], off as
+    [schnell]) to ``folder`` and returns it."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer, vocab_size = _tiny_tokenizer()
+    t5_tokenizer = _tiny_t5_tokenizer(512)
+    text_encoder = CLIPTextModel(_tiny_text_config(tokenizer, vocab_size))
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=T5_WIDTH["flux"],
+        pooled_projection_dim=16,
+        guidance_embeds=guidance_embeds,
+        axes_dims_rope=(4, 4, 8),
+    )
+    pipeline = FluxPipeline(
+        scheduler=_flow_scheduler(
+            use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
+        ),
+        vae=_tiny_vae(shift_factor=0.1, scaling_factor=1.5),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=_tiny_t5(t5_tokenizer, T5_WIDTH["flux"]),
+        tokenizer_2=t5_tokenizer,
+        transformer=transformer,
+    )
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_sd3_pipeline(folder: str, seed: int = 0) -> str:
+    """Saves a tiny StableDiffusion3Pipeline (two CLIP encoders with projections and T5; an MMDiT with 2×2
+    patches on 8×8 latents) to ``folder`` and returns it."""
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    tokenizer, vocab_size = _tiny_tokenizer()
+    t5_tokenizer = _tiny_t5_tokenizer(256)
+    encoders = [CLIPTextModelWithProjection(_tiny_text_config(tokenizer, vocab_size, projection_dim=16)) for _ in "12"]
+    transformer = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_projection_dim=16,
+        joint_attention_dim=T5_WIDTH["sd3"],
+        pooled_projection_dim=32,  # both CLIP projections side by side
+        out_channels=4,
+    )
+    pipeline = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=_flow_scheduler(),
+        vae=_tiny_vae(shift_factor=0.1, scaling_factor=1.5),
+        text_encoder=encoders[0],
+        tokenizer=tokenizer,
+        text_encoder_2=encoders[1],
+        tokenizer_2=tokenizer,
+        text_encoder_3=_tiny_t5(t5_tokenizer, T5_WIDTH["sd3"]),
+        tokenizer_3=t5_tokenizer,
     )
     pipeline.save_pretrained(folder)
     return folder

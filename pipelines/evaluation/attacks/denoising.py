@@ -10,27 +10,27 @@ import torch
 from PIL import Image
 
 from ...errors import InputError
-from ...latent_cache import crop_and_flip, resize_shorter_side
+from ...families import PromptEmbeddings, TextConditioner, denoiser_of, family_of_pipeline, time_ids
+from ...latent_cache import crop_and_flip, resize_shorter_side, scaled_latents
 from ...learned_tokens import LearnedTokens
-from ...model_family import SDXL, PromptEmbeddings, TextConditioner, family_of, time_ids, unet_conditioning
-from ...objective import denoising_target
+from ...noising import training_noising
+from ...objective import remain_loss
 
 
 def conditioner_of(pipeline) -> TextConditioner:
-    """The pipeline's own tokenizers and text encoders as a TextConditioner."""
-    family = family_of(pipeline.components)
-    if family == SDXL:
-        return TextConditioner(
-            family, [pipeline.tokenizer, pipeline.tokenizer_2], [pipeline.text_encoder, pipeline.text_encoder_2]
-        )
-    return TextConditioner(family, [pipeline.tokenizer], [pipeline.text_encoder])
+    """The pipeline's own tokenizers and text encoders as a TextConditioner (a dropped T5 left out)."""
+    family = family_of_pipeline(pipeline)
+    slots = [s for s in family.text_encoders if getattr(pipeline, s.encoder, None) is not None]
+    return TextConditioner(
+        family, [getattr(pipeline, s.tokenizer) for s in slots], [getattr(pipeline, s.encoder) for s in slots]
+    )
 
 
 def learned_tokens_for(pipeline, count: int, name: str, seed: int) -> LearnedTokens:
     """``count`` new words for ``pipeline``'s text encoders, starting from random vectors drawn from ``seed``."""
     conditioner = conditioner_of(pipeline)
     return LearnedTokens(
-        conditioner.family,
+        conditioner.model_family,
         conditioner.tokenizers,
         conditioner.text_encoders,
         count,
@@ -41,18 +41,21 @@ def learned_tokens_for(pipeline, count: int, name: str, seed: int) -> LearnedTok
 
 def resolution_of(pipeline, resolution: int | None) -> int:
     """``resolution``, else the pipeline's default image size."""
-    return resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    if resolution:
+        return resolution
+    default = getattr(pipeline, "default_sample_size", None) or denoiser_of(pipeline).config.sample_size
+    return default * pipeline.vae_scale_factor
 
 
 @torch.no_grad()
 def image_latents(pipeline, images: Sequence[Image.Image], resolution: int) -> torch.Tensor:
-    """The VAE latents (distribution means, scaled as in training) of ``images`` centre-cropped to ``resolution``."""
+    """The VAE latents (distribution means, shifted and scaled as in training) of ``images`` centre-cropped to
+    ``resolution``."""
     pixels = torch.stack(
         [crop_and_flip(resize_shorter_side(i.convert("RGB"), resolution), resolution, 0.5, 0.5, False) for i in images]
     )
     vae = pipeline.vae
-    latents = vae.encode(pixels.to(pipeline.device, vae.dtype)).latent_dist.mean
-    return (latents * vae.config.scaling_factor).float()
+    return scaled_latents(vae, vae.encode(pixels.to(pipeline.device, vae.dtype)).latent_dist.mean).float()
 
 
 @dataclass
@@ -66,40 +69,39 @@ class NoisedBatch:
     noisy: torch.Tensor
 
 
-def training_scheduler(pipeline):
-    """The pipeline's noise schedule as a DDPM scheduler, which noises latents as training does."""
-    from diffusers import DDPMScheduler
+def training_noising_of(pipeline):
+    """How the pipeline's model was trained to denoise (pipelines/noising.py), over a fresh copy of its
+    schedule: DDPM's for SD and SDXL, flow matching's for SD3 and FLUX."""
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-    return DDPMScheduler.from_config(pipeline.scheduler.config)
+    family = family_of_pipeline(pipeline)
+    scheduler_class = FlowMatchEulerDiscreteScheduler if family.flow_matching else DDPMScheduler
+    return training_noising(family, scheduler_class.from_config(pipeline.scheduler.config))
 
 
-def draw_batch(latents: torch.Tensor, batch_size: int, scheduler, generator: torch.Generator) -> NoisedBatch:
+def draw_batch(latents: torch.Tensor, batch_size: int, noising, generator: torch.Generator) -> NoisedBatch:
     """``batch_size`` of the latents (with replacement), each with its own noise and timestep."""
     indices = torch.randint(len(latents), (batch_size,), generator=generator)
     chosen = latents[indices.to(latents.device)]
     noise = torch.randn(chosen.shape, generator=generator).to(chosen.device)
-    timesteps = torch.randint(scheduler.config.num_train_timesteps, (batch_size,), generator=generator).to(
-        chosen.device
-    )
-    return NoisedBatch(indices, chosen, noise, timesteps, scheduler.add_noise(chosen, noise, timesteps))
+    timesteps = noising.draw_timesteps(batch_size, generator).to(chosen.device)
+    return NoisedBatch(indices, chosen, noise, timesteps, noising.add_noise(chosen, noise, timesteps))
 
 
-def denoiser_output(unet, batch: NoisedBatch, embeds: PromptEmbeddings, resolution: int) -> torch.Tensor:
-    """The UNet's output on the noised batch under ``embeds`` (SDXL with centre-crop time ids)."""
+def denoiser_output(family, model, batch: NoisedBatch, embeds: PromptEmbeddings, resolution: int) -> torch.Tensor:
+    """The denoiser's output on the noised batch under ``embeds`` (SDXL with centre-crop time ids)."""
     batch_time_ids = None
-    if embeds.pooled is not None:
+    if family.name == "sdxl":
         batch_time_ids = (
             time_ids((resolution, resolution), (0, 0), resolution).repeat(len(batch.noisy), 1).to(batch.noisy.device)
         )
-    dtype = unet.dtype
-    conditioning = unet_conditioning(embeds, batch_time_ids, dtype)
-    return unet(batch.noisy.to(dtype), batch.timesteps, **conditioning).sample.float()
+    return family.denoise(model, batch.noisy, batch.timesteps, embeds, batch_time_ids, model.dtype).float()
 
 
-def denoising_loss(output: torch.Tensor, batch: NoisedBatch, scheduler) -> torch.Tensor:
-    """The ordinary denoising loss: ‖target − output‖² with the schedule's own prediction type."""
-    target = denoising_target(batch.latents, batch.noise, batch.timesteps, scheduler.config.prediction_type, scheduler)
-    return torch.nn.functional.mse_loss(output, target)
+def denoising_loss(output: torch.Tensor, batch: NoisedBatch, noising) -> torch.Tensor:
+    """The ordinary denoising loss: ‖target − output‖² in the model's own parameterisation."""
+    target = noising.target(batch.latents, batch.noise, batch.timesteps)
+    return remain_loss(output, target, noising.loss_weights(batch.timesteps))
 
 
 def check_finite(loss: torch.Tensor, attack: str, option: str) -> None:
@@ -116,7 +118,7 @@ def train_tokens(
     steps: int,
     learning_rate: float,
     batch_size: int,
-    scheduler,
+    noising,
     seed: int,
 ) -> list[float]:
     """``tokens.fit`` for ``steps`` steps, each on a fresh noised batch of ``latents`` drawn from ``seed``;
@@ -124,7 +126,7 @@ def train_tokens(
     generator = torch.Generator().manual_seed(seed)
 
     def loss_at(_step: int) -> torch.Tensor:
-        loss = loss_of(draw_batch(latents, batch_size, scheduler, generator), generator)
+        loss = loss_of(draw_batch(latents, batch_size, noising, generator), generator)
         check_finite(loss, "optimising", "--attack_learning_rate")
         return loss
 

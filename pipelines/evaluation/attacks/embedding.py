@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ...families import denoiser_of
 from ...learned_tokens import pipeline_with_tokens
 from .denoising import conditioner_of, denoiser_output, learned_tokens_for, train_tokens
 
@@ -26,16 +27,24 @@ def steer(context, latents: torch.Tensor, captions: list[str], seed: int) -> tup
         indices = batch.indices.tolist()
         with torch.no_grad():
             original = denoiser_output(
-                context.base.unet, batch, original_embeds.select(batch.indices), context.resolution
+                context.family,
+                denoiser_of(context.base),
+                batch,
+                original_embeds.select(batch.indices),
+                context.resolution,
             )
         prompts = [f"{tokens.phrase()} {forget_prompts[i % len(forget_prompts)]}" for i in indices]
         output = denoiser_output(
-            context.attacked.unet, batch, tokens.embed(prompts, context.device), context.resolution
+            context.family,
+            denoiser_of(context.attacked),
+            batch,
+            tokens.embed(prompts, context.device),
+            context.resolution,
         )
         return torch.nn.functional.mse_loss(output, original)
 
     losses = train_tokens(
-        tokens, loss_of, latents, settings.steps, settings.learning_rate, settings.batch_size, context.scheduler, seed
+        tokens, loss_of, latents, settings.steps, settings.learning_rate, settings.batch_size, context.noising, seed
     )
     prompts = [f"{tokens.phrase()} {p}" for p in forget_prompts]
     return prompts, context.generate(pipeline_with_tokens(context.attacked, tokens), prompts), losses, tokens.state()

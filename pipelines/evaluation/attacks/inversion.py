@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ...families import denoiser_of
 from ...learned_tokens import pipeline_with_tokens
 from .denoising import denoiser_output, denoising_loss, learned_tokens_for, train_tokens
 
@@ -18,15 +19,16 @@ def invert(
     """Trains the word on ``latents`` (textual inversion ignores their captions: the word is the caption); returns the prompts drawn with it, their images, the losses and the
     word's state."""
     tokens = learned_tokens_for(context.attacked, 1, "inverted", seed)
-    templates, unet, settings = context.templates, context.attacked.unet, context.settings
+    templates, unet, settings = context.templates, denoiser_of(context.attacked), context.settings
 
     def loss_of(batch, generator):
         chosen = torch.randint(len(templates), (len(batch.latents),), generator=generator).tolist()
         embeds = tokens.embed([templates[i].format(tokens.phrase()) for i in chosen], context.device)
-        return denoising_loss(denoiser_output(unet, batch, embeds, context.resolution), batch, context.scheduler)
+        output = denoiser_output(context.family, unet, batch, embeds, context.resolution)
+        return denoising_loss(output, batch, context.noising)
 
     losses = train_tokens(
-        tokens, loss_of, latents, settings.steps, settings.learning_rate, settings.batch_size, context.scheduler, seed
+        tokens, loss_of, latents, settings.steps, settings.learning_rate, settings.batch_size, context.noising, seed
     )
     prompts = [t.format(tokens.phrase()) for t in templates]
     return prompts, context.generate(pipeline_with_tokens(context.attacked, tokens), prompts), losses, tokens.state()

@@ -10,6 +10,7 @@ import copy
 
 import torch
 
+from ...families import denoiser_of
 from .denoising import check_finite, conditioner_of, denoiser_output, denoising_loss, draw_batch
 
 
@@ -18,8 +19,8 @@ def relearn_curve(context, latents: torch.Tensor, captions: list[str], seed: int
     [(step, share)] at step 0 and every ``relearn_every`` steps, and the last images drawn. Step 0 is the
     erased model itself: the suite's no-attack share, the same images from the same seeds."""
     settings = context.settings
-    unet = copy.deepcopy(context.attacked.unet).float().requires_grad_(True)
-    pipeline = type(context.attacked)(**{**context.attacked.components, "unet": unet})
+    unet = copy.deepcopy(denoiser_of(context.attacked)).float().requires_grad_(True)
+    pipeline = type(context.attacked)(**{**context.attacked.components, context.family.denoiser: unet})
     pipeline.set_progress_bar_config(disable=True)
     embeds = conditioner_of(context.attacked).encode(captions, context.device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.relearn_learning_rate, weight_decay=0.0)
@@ -34,11 +35,11 @@ def relearn_curve(context, latents: torch.Tensor, captions: list[str], seed: int
 
     curve: list = [[0, context.no_attack_share]]
     for step in range(1, settings.relearn_steps + 1):
-        batch = draw_batch(latents, settings.batch_size, context.scheduler, generator)
+        batch = draw_batch(latents, settings.batch_size, context.noising, generator)
         output = denoiser_output(
-            unet, batch, embeds.select(batch.indices.to(embeds.hidden.device)), context.resolution
+            context.family, unet, batch, embeds.select(batch.indices.to(embeds.hidden.device)), context.resolution
         )
-        loss = denoising_loss(output, batch, context.scheduler)
+        loss = denoising_loss(output, batch, context.noising)
         check_finite(loss, "relearn", "--attack_relearn_learning_rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

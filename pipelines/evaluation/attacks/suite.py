@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from ...data_sources import load_image, read_image_folder
+from ...families import family_of_pipeline
 from ...prompts import concept_templates
 from ...randomness import derive_seed
 from ..images import generate_prompt_images
 from ..settings import EvaluationSettings
-from .denoising import image_latents, resolution_of, training_scheduler
+from .denoising import image_latents, resolution_of, training_noising_of
 from .detector import ConceptDetector
 from .settings import AttackSettings
 
@@ -46,7 +47,8 @@ class AttackContext:
     def __post_init__(self):
         self.device = self.attacked.device
         self.resolution = resolution_of(self.attacked, self.evaluation.resolution)
-        self.scheduler = training_scheduler(self.attacked)
+        self.family = family_of_pipeline(self.attacked)
+        self.noising = training_noising_of(self.attacked)
         self.concept_latents = image_latents(self.attacked, self.concept_images, self.resolution)
         self.control_latents = image_latents(self.attacked, self.control_images, self.resolution)
 
