@@ -37,6 +37,7 @@ from pipelines.options import (
     DEFAULT_PROPORTION_EMPTY_PROMPTS,
     DEFAULT_REMAIN_BATCH_SIZE,
     DEFAULT_REMAIN_TARGET,
+    FLOW_MATCHING_DEFAULTS,
     FORGET_NOISES,
     FORGET_TARGETS,
     GENERATION_SCHEDULERS,
@@ -104,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--t5",
         choices=T5_PLACEMENTS,
-        default="device",
-        help="SD3 and FLUX's T5 encoder: on the device with the rest, kept on the CPU (its outputs are moved), "
+        default=None,
+        help="SD3 and FLUX's T5 encoder (default: device): on the device with the rest, kept on the CPU (its outputs are moved), "
         "or, for SD3 only, not loaded (its part of the prompt embedding is zeros, as StableDiffusion3Pipeline "
         "does with text_encoder_3=None; generate without T5 too, then).",
     )
@@ -320,15 +321,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="SD3 and FLUX: how σ is drawn (and, for sigma_sqrt and cosmap, how each sample's loss is weighted), "
         "as in diffusers' SD3/FLUX scripts (default: their defaults, logit_normal for SD3, none for FLUX).",
     )
-    flow.add_argument("--logit_mean", type=float, default=0.0, help="Mean of the logit_normal scheme.")
-    flow.add_argument("--logit_std", type=float, default=1.0, help="Standard deviation of the logit_normal scheme.")
-    flow.add_argument("--mode_scale", type=float, default=1.29, help="Scale of the mode scheme.")
+    for name, what in (("logit_mean", "Mean"), ("logit_std", "Standard deviation"), ("mode_scale", "Scale")):
+        scheme = "mode" if name == "mode_scale" else "logit_normal"
+        flow.add_argument(
+            f"--{name}",
+            type=float,
+            default=None,
+            help=f"{what} of the {scheme} scheme (default: {FLOW_MATCHING_DEFAULTS[name]}).",
+        )
+    flow.add_argument(
+        "--precondition_outputs",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="1: regress x̂₀ = x_t − σ·v̂ onto x₀ (the velocity loss weighted by σ²), as diffusers' SD3 scripts "
+        "do by default (default: 1 for SD3, 0 for FLUX, whose scripts do not).",
+    )
     flow.add_argument(
         "--guidance_scale",
         type=float,
         default=None,
         help="FLUX.1 [dev]: the value its guidance embedding takes in training (default 3.5, as diffusers' FLUX "
-        "scripts; FLUX.1 [schnell] has no guidance embedding).",
+        "scripts; FLUX.1 [schnell] has no guidance embedding). Generation's guidance is --generation_guidance_scale.",
     )
 
     trained = parser.add_argument_group("what is trained")
@@ -508,7 +522,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
 def apply_family_defaults(args: argparse.Namespace, family: str, denoiser_config: dict) -> None:
     """Fills in the defaults that depend on the model's family, once it is known (before anything is recorded):
     the sampler, the guidance, prompt dropout, the LoRA targets and flow matching's σ scheme."""
-    from pipelines.families import FAMILIES, family_for
+    from pipelines.families import FAMILIES, FLUX, family_for
 
     family_class = FAMILIES[family]
     if args.generation_scheduler is None:
@@ -523,9 +537,21 @@ def apply_family_defaults(args: argparse.Namespace, family: str, denoiser_config
         )
     if args.lora_target_modules is None:
         args.lora_target_modules = list(family_class.lora_target_modules)
-    if family_class.flow_matching and args.weighting_scheme is None:
-        args.weighting_scheme = family_class.default_weighting_scheme
-    if family == "flux":
+    if family_class.flow_matching:
+        if args.weighting_scheme is None:
+            args.weighting_scheme = family_class.default_weighting_scheme
+        for name, value in FLOW_MATCHING_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        if args.precondition_outputs is None:
+            args.precondition_outputs = int(family_class.default_precondition_outputs)
+        if args.t5 is None:
+            args.t5 = "device"
+    if family == FLUX:
+        if args.guidance_scale is not None and not denoiser_config.get("guidance_embeds"):
+            raise InputError(
+                "--guidance_scale: this FLUX model has no guidance embedding (FLUX.1 [schnell]); drop the flag"
+            )
         args.guidance_scale = family_for(family, denoiser_config, args.guidance_scale).guidance_scale
 
 
@@ -546,7 +572,6 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
         check_model_reachable,
         check_resolution,
         check_runtime_support,
-        load_denoiser_config,
     )
     from pipelines.phases import PhaseClock
     from pipelines.publishing import check_hub_credentials
@@ -556,9 +581,9 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
     clock = PhaseClock(started)
     check_runtime_support(args)
     check_model_reachable(args)
-    family = check_resolution(args)
+    family, denoiser_config = check_resolution(args)
     check_family_options(args, family)
-    apply_family_defaults(args, family, load_denoiser_config(args, family))
+    apply_family_defaults(args, family, denoiser_config)
     if args.push_to_hub:
         check_hub_credentials(args.hub_token)
     accelerator = Accelerator(
@@ -1115,6 +1140,7 @@ def erase(args: argparse.Namespace, accelerator, engine, argv: list[str], clock,
                     args.use_lora and args.save_as != "pipeline",
                     validation_prompts[-1],
                     models.family,
+                    args.t5 == "drop",
                 ),
             )
         )

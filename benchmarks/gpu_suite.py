@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Every GPU figure of issues 5 and 8 in one command, most important first, within a time budget.
+"""Every GPU figure of issues 5, 8, 15, 17 and 18 in one command, most important first, within a time budget.
 
 Issue 5's SD-1.5-shaped measurements come first; issue 8's SDXL-shaped ones (1024 px, LoRA and full
-fine-tuning, batch 1 + 1) follow them and run when the budget still allows; issue 18's engine checks
-(group ``engines``, FSDP and DeepSpeed against the plain run) come last and need DeepSpeed's wheel.
+fine-tuning, batch 1 + 1) follow them and run when the budget still allows, then issue 17's FLUX.1-dev- and
+SD3.5-Large-shaped transformers (group ``flow_families``, 1024 px, LoRA, batch 1 + 1); issue 18's engine
+checks (group ``engines``, FSDP and DeepSpeed against the plain run) come after them and need DeepSpeed's wheel.
 
 Each measurement runs as its own process (a clean peak-memory count, and a crash or an out-of-memory error
 costs only that line) and appends its JSON line to ``<out>/gpu_results.jsonl`` as soon as it finishes;
@@ -32,8 +33,13 @@ ENGINE = os.path.join(HERE, "engine_check.py")
 RUN_TIME = os.path.join(HERE, "run_time.py")
 SD15 = ["--device", "cuda", "--model", "sd15"]
 SDXL = ["--device", "cuda", "--model", "sdxl", "--resolution", "1024", "--mixed_precision", "bf16"]
-# On the CPU rehearsal each GPU shape becomes the tiny UNet of the same family.
-REHEARSAL_MODELS = {"sd15": "tiny", "sdxl": "tiny_sdxl"}
+FLUX = ["--device", "cuda", "--model", "flux", "--resolution", "1024", "--mixed_precision", "bf16"]
+SD35 = ["--device", "cuda", "--model", "sd3", "--resolution", "1024", "--mixed_precision", "bf16"]
+# On the CPU rehearsal each GPU shape becomes the tiny denoiser of the same family.
+REHEARSAL_MODELS = {"sd15": "tiny", "sdxl": "tiny_sdxl", "flux": "tiny_flux", "sd3": "tiny_sd3"}
+# Both issue-17 lines: LoRA rank 4 on the family's default targets, gradient checkpointing, batch 1 + 1.
+FLOW_LINE = ["--batch_size", "1", "--use_lora", "--gradient_checkpointing", "--variants", "fixed,bome"]
+FLOW_LINE += ["--steps", "5", "--warmup", "2"]
 
 # (label, script, arguments, estimated seconds, what it answers). Most important first; GROUPS names them.
 MEASUREMENTS = [
@@ -156,6 +162,26 @@ MEASUREMENTS = [
         "issue 8: SDXL 1024 px, full fine-tuning, 8-bit Adam, gradient checkpointing, batch 1 + 1: ms/step and "
         "peak memory",
     ),
+    # Issue 17: the flow-matching transformers, random weights in bf16 (estimates: the 12 B model's random init
+    # on the card and 21 steps of about 2 s; the meta-device FLOP count, a few seconds of CPU).
+    (
+        "flux_lora_gc_b1",
+        STEP,
+        FLUX + FLOW_LINE,
+        150,
+        "issue 17: FLUX.1-dev-shaped transformer (11.90 G parameters), 1024 px (4096 image + 512 text tokens), "
+        "LoRA rank 4, gradient checkpointing, batch 1 + 1: ms/step, ratios, MFU and peak memory; expected, to be "
+        "measured: bf16 weights 23.8 GB (22.2 GiB) plus about 3-5 GiB of checkpointed activations, so 25-27 GiB",
+    ),
+    (
+        "sd35_lora_gc_b1",
+        STEP,
+        SD35 + FLOW_LINE,
+        100,
+        "issue 17: SD3.5-Large-shaped transformer (8.06 G parameters), 1024 px (4096 image + 333 text tokens), "
+        "LoRA rank 4, gradient checkpointing, batch 1 + 1: ms/step, ratios, MFU and peak memory; expected, to be "
+        "measured: bf16 weights 16.1 GB (15.0 GiB) plus about 2-3 GiB of checkpointed activations, so 17-18 GiB",
+    ),
 ]
 
 # Issue 18: each engine against the plain run on the same seeds, one process on the card. A line that
@@ -216,6 +242,7 @@ GROUPS = {
         "full_bf16_compile",
     ),
     "sdxl": ("sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"),
+    "flow_families": ("flux_lora_gc_b1", "sd35_lora_gc_b1"),
     "engines": tuple(label for label, script, *_ in MEASUREMENTS if script == ENGINE),
     "whole_run": ("whole_run_sd15", "whole_run_sdxl"),
 }

@@ -2,19 +2,26 @@
 """Training-step speed: EraseDiff's step against a plain diffusers fine-tuning step (issue 5, goals 1-3).
 
 The EraseDiff variants run our real code path: ``pipelines.erasure_step.ErasureStep`` on cached inputs, with
-the training loop's accumulate / weigh_gradients / clip / optimizer step from train_erasediff.py. The floor
-("plain") is a diffusers-example step that pushes the same samples (remain + forget batch) through one
-forward and backward: noise, ``add_noise``, UNet, MSE, ``accelerator.backward``, clip, optimizer step. All
-variants share one UNet, one AdamW and one accelerator, and run interleaved, one step each in a rotating
-order, so a slow spell of the machine hits them alike. Times are medians over the timed steps.
+the model's family and training noise (``pipelines.noising``) and the training loop's accumulate /
+weigh_gradients / clip / optimizer step from train_erasediff.py. The floor ("plain") is a diffusers-example
+step that pushes the same samples (remain + forget batch) through one forward and backward: noise, the
+noised latents, the denoiser, MSE, ``accelerator.backward``, clip, optimizer step. All variants share one
+denoiser, one AdamW and one accelerator, and run interleaved, one step each in a rotating order, so a slow
+spell of the machine hits them alike. Times are medians over the timed steps.
 
     python benchmarks/step_speed.py --device cpu --model tiny
     python benchmarks/step_speed.py --device cuda --model sd15 --mixed_precision bf16
     python benchmarks/step_speed.py --device cuda --model sdxl --use_lora --gradient_checkpointing
+    python benchmarks/step_speed.py --device cuda --model flux --use_lora --gradient_checkpointing
 
 ``--model sdxl`` (and its CPU-sized ``tiny_sdxl``) conditions the UNet as SDXL training does: the cached sets
 are encoded by an SDXL ``TextConditioner`` over two stand-in encoders (the second with a projection), so the
 pooled embedding and the six time ids reach the UNet through ``added_cond_kwargs`` in every variant.
+``--model flux`` and ``--model sd3`` (CPU-sized: ``tiny_flux``, ``tiny_sd3``) train a flow-matching
+transformer: ErasureStep with a ``FlowMatchingNoising`` over the model's scheduler, and a floor as diffusers'
+train_dreambooth_lora_flux.py / _sd3.py step: σ drawn by the weighting scheme, x_t = (1 − σ)·x₀ + σ·ε, the
+velocity target ε − x₀ (SD3's preconditioned outputs: x̂₀ against x₀). Both call the transformer through the family's ``denoise`` (FLUX: 2×2-packed
+latents, position ids and the guidance value), on the T5 and pooled CLIP conditioning of stand-in encoders.
 
 The last line of the output is one JSON object (``plain_ms``, ``erasediff_fixed_ms``, ``erasediff_bome_ms``,
 ``ratio_fixed``, ``ratio_bome``, ...); ``--json_out FILE`` also appends it to FILE.
@@ -43,14 +50,20 @@ from json_lines import emit  # noqa: E402
 from model_shapes import (  # noqa: E402
     DEFAULT_BATCH_SIZE,
     DEFAULT_RESOLUTION,
+    DENOISERS,
+    FAMILY,
+    FLOW_NOISE_SCHEDULE,
     SD_NOISE_SCHEDULE,
     TEXT_LENGTH,
-    UNETS,
+    VAE_SCALE,
     VAE_SCALING_FACTOR,
+    VAE_SHIFT_FACTOR,
     dense_bf16_peak,
     flop_per_sample,
-    is_sdxl,
+    latent_channels,
+    model_family,
     pooled_width,
+    t5_tokens,
     text_encoder_widths,
 )
 
@@ -74,15 +87,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
         "--model",
-        choices=tuple(UNETS),
+        choices=tuple(DENOISERS),
         default="tiny",
-        help="tiny, the SD-1.5 UNet shape (sd15), the SDXL-base-1.0 UNet shape (sdxl) or a tiny SDXL-shaped one.",
+        help="tiny, the SD-1.5 UNet shape (sd15), the SDXL-base-1.0 UNet shape (sdxl), the FLUX.1-dev (flux) or "
+        "SD3.5-Large (sd3) transformer shape, or a tiny one of a family's layout (tiny_sdxl, tiny_flux, tiny_sd3).",
     )
     parser.add_argument(
-        "--resolution", type=int, default=None, help="Pixels (default: tiny 128, sd15 512, sdxl 1024, tiny_sdxl 128)."
+        "--resolution", type=int, default=None, help="Pixels (default: sdxl, flux, sd3 1024; sd15 512; tiny ones 128)."
     )
     parser.add_argument(
-        "--batch_size", type=int, default=None, help="Remain samples per step (tiny 4, sd15 8, sdxl 1, tiny_sdxl 4)."
+        "--batch_size", type=int, default=None, help="Remain samples per step (sdxl, flux and sd3 1; sd15 8; tiny 4)."
     )
     parser.add_argument("--forget_batch_size", type=int, default=None, help="Forget samples per step (= batch).")
     parser.add_argument(
@@ -103,13 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--max_grad_norm", type=float, default=1.0)
     # Switches the training script does not use yet (docs/performance.md), for before/after figures.
-    parser.add_argument("--channels_last", action="store_true", help="UNet in channels_last memory format.")
+    parser.add_argument("--channels_last", action="store_true", help="Denoiser in channels_last memory format.")
     parser.add_argument(
         "--unfused_adam",
         action="store_true",
         help="torch.optim.AdamW's default kernels instead of fused=True (what train_erasediff.py uses).",
     )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (module.compile()).")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the denoiser (module.compile()).")
     parser.add_argument(
         "--sdpa", choices=("default", "cudnn", "flash", "efficient", "math"), default="default", help="SDPA backend."
     )
@@ -149,24 +163,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.variants = ["plain"] + [v for v in VARIANTS[1:] if v in variants]
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be at least 1 and --warmup not negative")
+    # The VAE's factor times the latent multiple of the denoiser (SD3's patches, FLUX's 2×2 packing).
+    multiple = VAE_SCALE * model_family(args.model).latent_multiple(DENOISERS[args.model])
+    if args.resolution % multiple:
+        parser.error(f"--resolution must be a multiple of {multiple} for --model {args.model}")
     return args
 
 
 class FrozenVAEStandIn:
     """Stands in for the frozen VAE, which encodes each image once before training and never runs inside a
-    step: it returns a latent distribution (mean, std) of the SD/SDXL VAE's shape, [B, 4, H/8, W/8]."""
+    step: it returns a latent distribution (mean, std) of the model's VAE's shape, [B, C, H/8, W/8] (C = 4 for
+    SD and SDXL, 16 for SD3 and FLUX), with that VAE's scaling and shift factors."""
 
-    def __init__(self, dtype, seed: int, scaling_factor: float):
+    def __init__(self, model: str, dtype, seed: int):
         from diffusers.configuration_utils import FrozenDict
 
-        self.dtype, self.seed = dtype, seed
-        self.config = FrozenDict(scaling_factor=scaling_factor, shift_factor=None)
+        self.dtype, self.seed, self.channels = dtype, seed, latent_channels(model)
+        self.config = FrozenDict(scaling_factor=VAE_SCALING_FACTOR[model], shift_factor=VAE_SHIFT_FACTOR.get(model))
 
     def encode(self, pixels):
         import torch
 
         batch, _, height, width = pixels.shape
-        shape = (batch, 4, height // 8, width // 8)
+        shape = (batch, self.channels, height // VAE_SCALE, width // VAE_SCALE)
         generator = torch.Generator().manual_seed(self.seed)
         self.seed += 1
         mean = (torch.randn(shape, generator=generator) * 5).to(pixels.device)
@@ -176,41 +195,50 @@ class FrozenVAEStandIn:
 
 
 def text_conditioner(model: str, device, dtype):
-    """The family's ``TextConditioner`` over stand-in encoders: one-layer CLIP text encoders of the real
-    widths and 77 tokens, with the tests' small vocabulary. They encode each distinct caption once, before
-    training, so their depth does not matter.
+    """The family's ``TextConditioner`` over stand-in encoders of the real widths and sequence lengths, each
+    of the class the family's pipeline loads (``ModelFamily.text_encoders``): one-layer CLIP text encoders
+    of 77 tokens and one-layer T5 encoders (the tests' own), with the tests' small vocabularies. They encode
+    each distinct caption once, before training, so their depth does not matter.
 
-    SD-shaped models get one encoder of the UNet's cross-attention width. SDXL-shaped ones get two, as
+    SD-shaped models get one CLIP of the UNet's cross-attention width. SDXL-shaped ones get two, as
     ``pipelines.models.load_models`` does: a ``CLIPTextModel`` and a ``CLIPTextModelWithProjection`` whose
-    widths add up to the cross-attention width and whose projection gives the pooled embedding.
+    widths add up to the cross-attention width and whose projection gives the pooled embedding. FLUX gets a
+    CLIP whose pooled output is the pooled embedding and a T5 (512 tokens); SD3 two CLIPs with projections
+    (their penultimate states zero-padded to T5's width, their projections side by side) and a T5 (256 tokens).
     """
-    from tiny_models import write_tokenizer_files
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    import transformers
+    from tiny_models import tiny_t5, tiny_t5_tokenizer, write_tokenizer_files
 
-    from pipelines.model_family import SD, SDXL, TextConditioner
+    from pipelines.families import SDXL, TextConditioner
 
+    family = model_family(model)
     vocab_dir = tempfile.mkdtemp(prefix="bench-clip-vocab-")
     vocab_size = write_tokenizer_files(vocab_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=TEXT_LENGTH)
-    encoders = []
-    widths = text_encoder_widths(model)
-    for number, width in enumerate(widths, start=1):
-        config = CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=width,
-            intermediate_size=2 * width,
-            num_hidden_layers=1,
-            num_attention_heads=max(1, width // 64),
-            max_position_embeddings=TEXT_LENGTH,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            **({"projection_dim": pooled_width(model)} if is_sdxl(model) else {}),
-        )
-        encoder_class = CLIPTextModelWithProjection if is_sdxl(model) and number == len(widths) else CLIPTextModel
-        encoders.append(encoder_class(config).to(device, dtype).requires_grad_(False))
-    family = SDXL if is_sdxl(model) else SD
-    return TextConditioner(family, [tokenizer] * len(encoders), encoders)
+    clip_tokenizer = transformers.CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=TEXT_LENGTH)
+    tokenizers, encoders = [], []
+    for slot, width in zip(family.text_encoders, text_encoder_widths(model), strict=True):
+        if slot.encoder_class == "T5EncoderModel":
+            tokenizer = tiny_t5_tokenizer(t5_tokens(model))
+            encoder = tiny_t5(tokenizer, width)
+        else:
+            tokenizer = clip_tokenizer
+            config = transformers.CLIPTextConfig(
+                vocab_size=vocab_size,
+                hidden_size=width,
+                intermediate_size=2 * width,
+                num_hidden_layers=1,
+                num_attention_heads=max(1, width // 64),
+                max_position_embeddings=TEXT_LENGTH,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                # SDXL's one projecting encoder gives the whole pooled embedding; each of SD3's its own width.
+                projection_dim=pooled_width(model) if family.name == SDXL else width,
+            )
+            encoder = getattr(transformers, slot.encoder_class)(config)
+        tokenizers.append(tokenizer)
+        encoders.append(encoder.to(device, dtype).requires_grad_(False))
+    return TextConditioner(family, tokenizers, encoders)
 
 
 def image_set(resolution: int, first_seed: int):
@@ -238,8 +266,8 @@ class PrefetchingStream:
         self.num_items = stream.num_items
         self.ahead = None  # (the draw's arguments, its future)
 
-    def draw(self, positions, latent_shape, num_train_timesteps, forget_noise=None):
-        request = (tuple(positions), tuple(latent_shape), num_train_timesteps, forget_noise)
+    def draw(self, positions, latent_shape, timesteps, forget_noise=None, empty_prompt_probability=0.0):
+        request = (tuple(positions), tuple(latent_shape), timesteps, forget_noise, empty_prompt_probability)
         if self.ahead is not None and self.ahead[0] == request:
             pending = self.ahead[1]
         else:
@@ -251,19 +279,18 @@ class PrefetchingStream:
 
 
 class Bench:
-    """The model, optimizer, accelerator and the step of each variant, sharing one UNet and one AdamW."""
+    """The model, optimizer, accelerator and the step of each variant, sharing one denoiser and one AdamW."""
 
     def __init__(self, args: argparse.Namespace):
         import torch
         from accelerate import Accelerator
-        from diffusers import DDPMScheduler, UNet2DConditionModel
         from diffusers.optimization import get_scheduler
         from diffusers.training_utils import cast_training_params
 
         from pipelines.erasure_step import ErasureSettings, ErasureStep
-        from pipelines.latent_cache import EncodedImageSet
-        from pipelines.model_family import time_ids
-        from pipelines.options import DEFAULT_LORA_TARGET_MODULES
+        from pipelines.families import SDXL, time_ids
+        from pipelines.latent_cache import EncodedImageSet, scaled_latents
+        from pipelines.noising import training_noising
         from pipelines.randomness import FORGET_STREAM, REMAIN_STREAM, SampleStream
         from pipelines.teacher import FrozenTeacher
         from pipelines.trainable import add_lora_adapters, select_trainable_parameters
@@ -279,25 +306,28 @@ class Bench:
             torch.backends.cudnn.benchmark = True
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision, torch.float32)
 
-        # As train_erasediff.py / pipelines.models: frozen parts in weight_dtype, a full fine-tuning UNet in
-        # fp32 under autocast, a LoRA run's UNet in weight_dtype with fp32 adapters.
+        # As train_erasediff.py / pipelines.models: frozen parts in weight_dtype, a full fine-tuning denoiser in
+        # fp32 under autocast, a LoRA run's denoiser in weight_dtype with fp32 adapters; --train_method full and
+        # the family's LoRA target modules.
         torch.manual_seed(args.seed)
-        config = UNETS[args.model]
+        self.family = family = model_family(args.model)
         with torch.device(device):  # random init on the device itself: seconds for SD-1.5 on a GPU
-            unet = UNet2DConditionModel(**config)
-        unet.requires_grad_(False)
+            denoiser = family.denoiser_class()(**DENOISERS[args.model])
+        denoiser.requires_grad_(False)
         self.model_dtype = weight_dtype if args.use_lora else torch.float32
         if self.model_dtype != torch.float32:
-            unet.to(dtype=self.model_dtype)
+            denoiser.to(dtype=self.model_dtype)
         if args.use_lora:
-            trainable = add_lora_adapters(unet, args.rank, float(args.rank), "full", DEFAULT_LORA_TARGET_MODULES)
+            trainable = add_lora_adapters(
+                denoiser, args.rank, float(args.rank), "full", family.lora_target_modules, family.parts
+            )
         else:
-            trainable = select_trainable_parameters(unet, "full")
-        cast_training_params(unet, dtype=torch.float32)
+            trainable = select_trainable_parameters(denoiser, "full", family.parts)
+        cast_training_params(denoiser, dtype=torch.float32)
         if args.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
+            denoiser.enable_gradient_checkpointing()
         if args.channels_last:
-            unet.to(memory_format=torch.channels_last)
+            denoiser.to(memory_format=torch.channels_last)
         self.trainable = trainable
         self.trainable_count = sum(p.numel() for p in trainable)
 
@@ -310,18 +340,24 @@ class Bench:
         else:
             optimizer = torch.optim.AdamW(trainable, **adam, fused=not args.unfused_adam)
         lr_scheduler = get_scheduler("constant", optimizer=optimizer)
-        self.unet, self.optimizer, self.lr_scheduler = self.accelerator.prepare(unet, optimizer, lr_scheduler)
+        self.denoiser, self.optimizer, self.lr_scheduler = self.accelerator.prepare(denoiser, optimizer, lr_scheduler)
         if args.compile:
-            self.unet.compile()
-        self.unet.train()
+            self.denoiser.compile()
+        self.denoiser.train()
 
-        self.scheduler = DDPMScheduler(**SD_NOISE_SCHEDULE)
+        # The training schedule: SD's DDPM one (SDXL-base-1.0 trains with the same), or the flow-matching
+        # scheduler of FLUX.1-dev / SD3.5 under the family's defaults (σ sampling; SD3: preconditioned outputs).
+        if family.flow_matching:
+            schedule = ("FlowMatchEulerDiscreteScheduler", FLOW_NOISE_SCHEDULE[family.name])
+        else:
+            schedule = ("DDPMScheduler", SD_NOISE_SCHEDULE)
+        self.noising = training_noising(family, *schedule)
+        self.scheduler = self.noising.scheduler
         # The forget and remain sets as train_erasediff.py caches them: EncodedImageSet with the family's text
         # conditioner; the VAE is a stand-in (it runs once, before training, never inside a step).
         conditioner = text_conditioner(args.model, device, weight_dtype)
-        scaling_factor = VAE_SCALING_FACTOR[args.model]
         encode = dict(
-            vae=FrozenVAEStandIn(weight_dtype, args.seed, scaling_factor),
+            vae=FrozenVAEStandIn(args.model, weight_dtype, args.seed),
             conditioner=conditioner,
             resolution=args.resolution,
             center_crop=True,
@@ -333,17 +369,17 @@ class Bench:
         remain_set = EncodedImageSet(remain_images, **encode)
 
         # The plain step's inputs, made the diffusers-example way from the same images and captions and held
-        # on the device (the example encodes every step; the floor leaves that out, as our step does). Text:
-        # SD's last hidden states; for SDXL, as train_text_to_image_sdxl.py's encode_prompt, both encoders'
-        # penultimate hidden states concatenated and the second's pooled projection, with the time ids
-        # (original size, crop top-left, target size) of these uncropped square images.
-        vae = FrozenVAEStandIn(weight_dtype, args.seed + 1, scaling_factor)
+        # on the device (the example encodes every step; the floor leaves that out, as our step does): scaled
+        # (and for SD3/FLUX shifted) VAE latents and the family's prompt embeddings (SDXL: both encoders'
+        # penultimate hidden states concatenated and the second's pooled projection, as
+        # train_text_to_image_sdxl.py's encode_prompt, with the time ids (original size, crop top-left,
+        # target size) of these uncropped square images).
+        vae = FrozenVAEStandIn(args.model, weight_dtype, args.seed + 1)
         pixels = torch.zeros(2 * NUM_ITEMS, 3, args.resolution, args.resolution, device=device)
-        self.plain_latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
-        embeddings = conditioner.encode(remain_images.captions + forget_images.captions, device)
-        self.plain_embeds, self.plain_pooled = embeddings.hidden, embeddings.pooled
+        self.plain_latents = scaled_latents(vae, vae.encode(pixels).latent_dist.sample())
+        self.plain_embeddings = conditioner.encode(remain_images.captions + forget_images.captions, device)
         self.plain_time_ids = None
-        if self.plain_pooled is not None:
+        if family.name == SDXL:
             size = (args.resolution, args.resolution)
             self.plain_time_ids = time_ids(size, (0, 0), args.resolution).repeat(2 * NUM_ITEMS, 1).to(device)
         self.samples_per_step = args.batch_size + args.forget_batch_size
@@ -359,15 +395,16 @@ class Bench:
         # Only the measured variants are built: the teacher's copy of θ₀ would count in every variant's peak.
         teacher = None
         if any(variant in TEACHER_VARIANTS for variant in args.variants):
-            teacher = FrozenTeacher(self.accelerator.unwrap_model(self.unet), args.use_lora, weight_dtype)
+            teacher = FrozenTeacher(self.accelerator.unwrap_model(self.denoiser), args.use_lora, weight_dtype)
         self.steps = {}
         for variant in args.variants[1:]:
             mode = "fixed" if variant == "fixed_teacher" else "bome" if variant in TEACHER_VARIANTS else variant
             remain_target = "teacher" if variant in TEACHER_VARIANTS else "data"
             self.steps[variant] = ErasureStep(
                 self.accelerator,
-                self.unet,
-                self.scheduler,
+                self.denoiser,
+                family,
+                self.noising,
                 ErasureSettings(lambda_mode=mode, remain_target=remain_target),
                 forget_set,
                 remain_set,
@@ -382,25 +419,45 @@ class Bench:
         self.micro_batch_index = dict.fromkeys(VARIANTS, 0)
         self.refresh_steps = {v: LAMBDA_REFRESH_STEPS if v == "default" else 1 for v in VARIANTS}
 
+    def plain_noised(self, latents, noise):
+        """Noised latents, timesteps, and the output's map onto what is regressed with its target, as the
+        diffusers examples do: DDPM's uniform integer t, ``add_noise`` and ε (train_text_to_image.py); or flow
+        matching's (train_dreambooth_lora_flux.py, _sd3.py): u from the weighting scheme's density, t = the
+        schedule's entry at ⌊u·T⌋, σ = t / T, x_t = (1 − σ)·x₀ + σ·ε and the velocity ε − x₀, or with SD3's
+        preconditioned outputs x̂₀ = x_t − σ·v̂ against x₀ (both families' default schemes weigh every σ alike)."""
+        torch = self.torch
+        count, num_train_timesteps = latents.shape[0], self.scheduler.config.num_train_timesteps
+        if not self.family.flow_matching:
+            timesteps = torch.randint(0, num_train_timesteps, (count,), device=latents.device).long()
+            return self.scheduler.add_noise(latents, noise, timesteps), timesteps, lambda output: output, noise
+        from diffusers.training_utils import compute_density_for_timestep_sampling
+
+        sampling = self.noising.sampling
+        u = compute_density_for_timestep_sampling(
+            sampling.weighting_scheme, count, sampling.logit_mean, sampling.logit_std, sampling.mode_scale
+        )
+        timesteps = self.scheduler.timesteps[(u * num_train_timesteps).long()].to(latents.device)
+        sigmas = (timesteps / num_train_timesteps).view(-1, 1, 1, 1)
+        noisy_latents = (1.0 - sigmas) * latents + sigmas * noise
+        if sampling.precondition_outputs:
+            return noisy_latents, timesteps, lambda output: noisy_latents - sigmas * output, latents
+        return noisy_latents, timesteps, lambda output: output, noise - latents
+
     def plain_step(self) -> None:
-        """A diffusers-example fine-tuning step on the same number of samples (remain + forget)."""
+        """A diffusers-example fine-tuning step on the same number of samples (remain + forget); the denoiser
+        is called as the family calls it, which is the example's call (FLUX: packed latents, position ids,
+        guidance)."""
         torch, accelerator = self.torch, self.accelerator
-        with accelerator.accumulate(self.unet):
+        with accelerator.accumulate(self.denoiser):
             rows = torch.randint(0, len(self.plain_latents), (self.samples_per_step,), device=self.device)
-            latents, embeds = self.plain_latents[rows], self.plain_embeds[rows]
+            latents = self.plain_latents[rows]
             noise = torch.randn_like(latents)
-            timesteps = torch.randint(
-                0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device
-            ).long()
-            noisy_latents = self.scheduler.add_noise(latents, noise, timesteps)
-            conditioning = {"encoder_hidden_states": embeds.to(self.model_dtype)}
-            if self.plain_pooled is not None:  # SDXL
-                conditioning["added_cond_kwargs"] = {
-                    "text_embeds": self.plain_pooled[rows].to(self.model_dtype),
-                    "time_ids": self.plain_time_ids[rows].to(self.model_dtype),
-                }
-            model_pred = self.unet(noisy_latents.to(self.model_dtype), timesteps, **conditioning, return_dict=False)[0]
-            loss = torch.nn.functional.mse_loss(model_pred.float(), noise.float(), reduction="mean")
+            noisy_latents, timesteps, regressed, target = self.plain_noised(latents, noise)
+            time_ids = None if self.plain_time_ids is None else self.plain_time_ids[rows]
+            model_pred = self.family.denoise(
+                self.denoiser, noisy_latents, timesteps, self.plain_embeddings.select(rows), time_ids, self.model_dtype
+            )
+            loss = torch.nn.functional.mse_loss(regressed(model_pred.float()), target.float(), reduction="mean")
             accelerator.backward(loss)
             if accelerator.sync_gradients and self.args.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(self.trainable, self.args.max_grad_norm)
@@ -413,7 +470,7 @@ class Bench:
         """One optimizer step of train_erasediff.py's loop, through ErasureStep."""
         accelerator, step = self.accelerator, self.steps[mode]
         refresh = self.micro_batch_index[mode] % self.refresh_steps[mode] == 0
-        with accelerator.accumulate(self.unet):
+        with accelerator.accumulate(self.denoiser):
             remain_value, forget_value, _ = step.run(self.micro_batch_index[mode], refresh)
             if accelerator.sync_gradients:
                 lam = step.weigh_gradients(refresh)
@@ -555,6 +612,8 @@ def summarise(bench: Bench, args: argparse.Namespace, measured: dict[str, dict])
         "device_name": name,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "model": args.model,
+        "family": FAMILY[args.model],
+        "denoiser": bench.family.denoiser_class_name,
         "resolution": args.resolution,
         "batch_size": args.batch_size,
         "forget_batch_size": args.forget_batch_size,
@@ -599,7 +658,7 @@ def print_table(summary: dict) -> None:
         "teacher_forward": "teacher forward only",
     }
     setup = (
-        f"{summary['model']} UNet, {summary['resolution']} px, batch {summary['batch_size']} remain + "
+        f"{summary['model']} {summary['denoiser']}, {summary['resolution']} px, batch {summary['batch_size']} remain + "
         f"{summary['forget_batch_size']} forget, {'LoRA' if summary['use_lora'] else 'full'}, "
         f"{'8-bit Adam' if summary['use_8bit_adam'] else 'AdamW'}, mixed precision {summary['mixed_precision']}"
         f"{', gradient checkpointing' if summary['gradient_checkpointing'] else ''} on {summary['device_name']}"

@@ -56,7 +56,7 @@ def check_arguments(args) -> None:
     ):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise InputError(f"--{name} must not be negative, got {getattr(args, name)}")
-    if args.logit_std <= 0:
+    if args.logit_std is not None and args.logit_std <= 0:
         raise InputError(f"--logit_std must be positive, got {args.logit_std}")
     if args.guidance_scale is not None and args.guidance_scale < 0:
         raise InputError(f"--guidance_scale must not be negative, got {args.guidance_scale}")

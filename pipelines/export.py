@@ -42,7 +42,8 @@ def save_lora_weights(model, output_dir: str, family: str = SD) -> str:
 def save_full_pipeline(
     base_model: str, model, output_dir: str, revision: str | None = None, variant: str | None = None, family: str = SD
 ) -> None:
-    """Writes the base pipeline with the trained denoiser (other components reloaded in their own dtype)."""
+    """Writes the base pipeline with the trained denoiser (other components reloaded in their own dtype). It
+    is always complete, T5 included: a pipeline saved without a component does not load without arguments."""
     family_class = FAMILIES[family]
     pipeline = family_class.pipeline_class().from_pretrained(
         base_model, **{family_class.denoiser: model}, revision=revision, variant=variant
@@ -109,6 +110,7 @@ def _write_result(args, unet, family: str, folder: str) -> str | None:
             fuse=True,
             base_revision=args.revision,
             variant=args.variant,
+            without_t5=False,  # saved complete, like the full pipeline
         )
         target = os.path.join(folder, FUSED_SUBFOLDER) if args.save_as == "both" else folder
         fused.save_pretrained(target, safe_serialization=True)

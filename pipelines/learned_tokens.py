@@ -22,7 +22,7 @@ class LearnedTokens:
 
     def __init__(
         self,
-        family: str,
+        family,
         tokenizers: Sequence,
         text_encoders: Sequence,
         count: int,
@@ -30,7 +30,8 @@ class LearnedTokens:
         initial_word: str | None = None,
         generator: torch.Generator | None = None,
     ):
-        """The vectors start at ``initial_word``'s embedding (its first token), or, without one, as random
+        """``family`` is the ModelFamily (or its name) whose conditioning the encoders compute. The vectors start
+        at ``initial_word``'s embedding (its first token), or, without one, as random
         vectors with the table's mean row norm (drawn from ``generator``)."""
         self.words = [f"<{name}-{i}>" for i in range(count)]
         self.tokenizers = [copy.deepcopy(t) for t in tokenizers]

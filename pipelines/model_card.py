@@ -102,14 +102,21 @@ def widget(prompts: list[str]) -> list[dict]:
     return [{"text": prompt, "output": {"url": widget_image_name(i, "after")}} for i, prompt in enumerate(prompts)]
 
 
-def load_snippet(base_model: str, model_reference: str, is_lora: bool, prompt: str, family: str = SD) -> str:
-    """Python that loads this artifact with stock diffusers (the test runs it as written)."""
+def load_snippet(
+    base_model: str, model_reference: str, is_lora: bool, prompt: str, family: str = SD, without_t5: bool = False
+) -> str:
+    """Python that loads this artifact with stock diffusers (the test runs it as written); an SD3 model trained
+    without T5 is loaded without T5."""
     name = PIPELINE_CLASS_NAMES[family]
+    left_out = ", text_encoder_3=None, tokenizer_3=None" if without_t5 else ""
     lines = [f"from diffusers import {name}", ""]
     if is_lora:
-        lines += [f"pipe = {name}.from_pretrained({base_model!r})", f"pipe.load_lora_weights({model_reference!r})"]
+        lines += [
+            f"pipe = {name}.from_pretrained({base_model!r}{left_out})",
+            f"pipe.load_lora_weights({model_reference!r})",
+        ]
     else:
-        lines += [f"pipe = {name}.from_pretrained({model_reference!r})"]
+        lines += [f"pipe = {name}.from_pretrained({model_reference!r}{left_out})"]
     lines.append(f"image = pipe({prompt!r}).images[0]")
     return "\n".join(lines)
 
@@ -145,11 +152,14 @@ def _refresh_words(args) -> str:
 
 def _flow_matching_words(args) -> str:
     scheme = args.weighting_scheme
-    words = f"σ drawn by the {scheme} weighting scheme"
     if scheme == "logit_normal":
-        words += f" (mean {args.logit_mean:g}, std {args.logit_std:g})"
+        words = f"σ drawn logit-normally (mean {args.logit_mean:g}, std {args.logit_std:g})"
     elif scheme == "mode":
-        words += f" (scale {args.mode_scale:g})"
+        words = f"σ drawn by the mode scheme (scale {args.mode_scale:g})"
+    else:
+        words = "σ drawn uniformly" + (f", each sample's loss weighted by {scheme}" if scheme != "none" else "")
+    if getattr(args, "precondition_outputs", 0):
+        words += "; outputs preconditioned (x̂₀ regressed onto x₀)"
     if args.guidance_scale is not None:
         words += f"; guidance embedding {args.guidance_scale:g}"
     return words + ("; T5 dropped" if args.t5 == "drop" else "")
@@ -249,7 +259,14 @@ def card_body(
         "## How to use",
         "",
         "```python",
-        load_snippet(base, model_reference, args.use_lora and args.save_as != "pipeline", sample_prompt, family),
+        load_snippet(
+            base,
+            model_reference,
+            args.use_lora and args.save_as != "pipeline",
+            sample_prompt,
+            family,
+            getattr(args, "t5", None) == "drop",
+        ),
         "```",
     ]
     if fused_folder:

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError, first_line
-from .families import FAMILIES, ModelFamily, TextConditioner, family_for, family_of
+from .families import FAMILIES, FLUX, SD3, ModelFamily, TextConditioner, family_for, family_of
 from .loading import looks_like_hub_id
-from .noising import TimestepSampling, training_noising
+from .noising import Noising, TimestepSampling, training_noising
 
 _PIPELINE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "scheduler")
 _DENOISERS = ("unet", "transformer")
-T5 = "T5EncoderModel"
 
 
 @dataclass
@@ -33,7 +32,7 @@ class LoadedModels:
     conditioner: TextConditioner
     vae: torch.nn.Module
     denoiser: torch.nn.Module  # the UNet or transformer that is trained
-    noising: object  # how it was trained to denoise (pipelines/noising.py), for training
+    noising: Noising  # how it was trained to denoise (pipelines/noising.py), for training
     inference_scheduler: object  # for generation and validation: --generation_scheduler over the model's schedule
     weight_dtype: torch.dtype  # frozen parts (and a LoRA run's denoiser)
     model_dtype: torch.dtype  # what the denoiser computes in
@@ -141,17 +140,19 @@ def check_model_reachable(args) -> None:
         ) from error
 
 
-def check_resolution(args) -> str:
+def check_resolution(args) -> tuple[str, dict]:
     """The resolution must be a multiple of the VAE's downsampling factor (read from its config only), times
     the transformer's patch (FLUX packs 2×2 latents), and of what the family's pipeline requires of an image
-    size. Returns the family's name."""
+    size. Returns the family's name and the denoiser's config."""
     from diffusers import AutoencoderKL
 
     try:
         config = AutoencoderKL.load_config(
             **_vae_config_source(args), revision=args.revision, cache_dir=args.cache_dir
         )
-        name = family_of(load_model_index(args))
+        index = load_model_index(args)
+        name = family_of(index)
+        check_pipeline_class(args.pretrained_model_name_or_path, index, name)
         denoiser_config = load_denoiser_config(args, name)
     except OSError as error:
         raise InputError(
@@ -168,7 +169,18 @@ def check_resolution(args) -> str:
             f"--resolution {args.resolution} is not a multiple of {multiple} (the VAE's downsampling factor is "
             f"{factor}{patch_words}; {family.pipeline_class_name} needs a multiple of {family.resolution_multiple})"
         )
-    return name
+    return name, denoiser_config
+
+
+def check_pipeline_class(path: str, index: dict, name: str) -> None:
+    """A transformer pipeline must be SD3's or FLUX's own: others (PixArt, Sana, FLUX Fill or Kontext, …)
+    condition their transformer otherwise and would fail deep in training, or train the wrong thing."""
+    pipeline = index.get("_class_name")
+    if FAMILIES[name].flow_matching and pipeline != FAMILIES[name].pipeline_class_name:
+        supported = ", ".join(f.pipeline_class_name for f in FAMILIES.values())
+        raise InputError(
+            f"--pretrained_model_name_or_path {path} is a {pipeline}; train_erasediff.py erases from {supported}"
+        )
 
 
 def check_family_options(args, name: str) -> None:
@@ -188,16 +200,28 @@ def check_family_options(args, name: str) -> None:
                 "flow-matching scheduler: use --generation_scheduler model"
             )
     else:
-        for flag in ("weighting_scheme", "guidance_scale"):
+        for flag in (
+            "weighting_scheme",
+            "logit_mean",
+            "logit_std",
+            "mode_scale",
+            "precondition_outputs",
+            "guidance_scale",
+        ):
             if getattr(args, flag) is not None:
                 raise InputError(f"--{flag} is for SD3 and FLUX (flow matching); drop it for {pipeline}")
-        if args.t5 != "device":
+        if args.t5 is not None:
             raise InputError(f"--t5 is for SD3 and FLUX; {pipeline} has no T5 encoder")
-    if name == "sd3" and args.guidance_scale is not None:
+    if args.t5 == "cpu" and (args.adversarial_refresh_steps or args.evaluation_attacks):
+        raise InputError(
+            "--t5 cpu cannot be combined with --adversarial_refresh_steps or --evaluation_attacks: their learned "
+            "words train through a copy of T5 on the device; use --t5 device"
+        )
+    if name == SD3 and args.guidance_scale is not None:
         raise InputError(
             "--guidance_scale is FLUX's guidance embedding; SD3 uses classifier-free guidance (--generation_guidance_scale)"
         )
-    if name == "flux" and args.t5 == "drop":
+    if name == FLUX and args.t5 == "drop":
         raise InputError("--t5 drop is for SD3: FluxPipeline needs its T5 encoder; --t5 cpu keeps it off the GPU")
     if not family.classifier_free_guidance and args.proportion_empty_prompts:
         raise InputError(
@@ -256,7 +280,7 @@ def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loade
     path, revision, variant, cache = args.pretrained_model_name_or_path, args.revision, args.variant, args.cache_dir
     index = load_model_index(args)
     name = family_of(index)
-    slots = [s for s in FAMILIES[name].text_encoders if not (s.encoder_class == T5 and args.t5 == "drop")]
+    slots = [s for s in FAMILIES[name].text_encoders if not (s.is_t5 and args.t5 == "drop")]
     tokenizers, text_encoders = [], []
     for slot in slots:
         tokenizers.append(
@@ -275,29 +299,26 @@ def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loade
     )
     denoiser = load_base_denoiser(args, name)
     family = family_for(name, denoiser.config, args.guidance_scale)
-    # Training draws from a fresh copy of the model's schedule: DDPM's for SD/SDXL (the scheduler the pipeline
-    # ships may be DDIM or PNDM over the same betas), the flow-matching scheduler itself for SD3/FLUX.
-    training_scheduler_class = (
-        getattr(diffusers, index["scheduler"][1]) if family.flow_matching else diffusers.DDPMScheduler
-    )
-    noise_scheduler = training_scheduler_class.from_pretrained(
-        path, subfolder="scheduler", revision=revision, cache_dir=cache
-    )
-    inference_scheduler = getattr(diffusers, index["scheduler"][1]).from_pretrained(
+    scheduler_class_name = index["scheduler"][1]
+    scheduler_config = getattr(diffusers, scheduler_class_name).load_config(
         path, subfolder="scheduler", revision=revision, cache_dir=cache
     )
     if args.prediction_type is not None:
-        noise_scheduler.register_to_config(prediction_type=args.prediction_type)
-        inference_scheduler.register_to_config(prediction_type=args.prediction_type)
+        scheduler_config = {**scheduler_config, "prediction_type": args.prediction_type}
+    inference_scheduler = getattr(diffusers, scheduler_class_name).from_config(scheduler_config)
     if args.generation_scheduler == "dpm_solver":  # the model's noise schedule, another sampler
         inference_scheduler = diffusers.DPMSolverMultistepScheduler.from_config(inference_scheduler.config)
-    sampling = TimestepSampling(args.weighting_scheme, args.logit_mean, args.logit_std, args.mode_scale)
+    sampling = None
+    if family.flow_matching:
+        sampling = TimestepSampling(
+            args.weighting_scheme, args.logit_mean, args.logit_std, args.mode_scale, bool(args.precondition_outputs)
+        )
 
     model_dtype = weight_dtype if args.use_lora else torch.float32
     # SDXL's VAE overflows in fp16 (its config says force_upcast): it then stays in fp32.
     vae_dtype = torch.float32 if weight_dtype == torch.float16 and vae.config.get("force_upcast") else weight_dtype
     placements = [(vae, vae_dtype, False), (denoiser, model_dtype, False)]
-    placements += [(e, weight_dtype, s.encoder_class == T5 and args.t5 == "cpu") for s, e in zip(slots, text_encoders)]
+    placements += [(e, weight_dtype, s.is_t5 and args.t5 == "cpu") for s, e in zip(slots, text_encoders)]
     for module, dtype, on_cpu in placements:
         module.requires_grad_(False)
         if on_cpu:
@@ -317,7 +338,7 @@ def _load_models(args, weight_dtype: torch.dtype, device: torch.device) -> Loade
         TextConditioner(family, tokenizers, text_encoders),
         vae,
         denoiser,
-        training_noising(family, noise_scheduler, sampling if family.flow_matching else None),
+        training_noising(family, scheduler_class_name, scheduler_config, sampling),
         inference_scheduler,
         weight_dtype,
         model_dtype,

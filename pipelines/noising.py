@@ -5,7 +5,8 @@ latent is noised, what the model regresses, and which noise a prediction implies
   x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε, with an ε or v target.
 - ``FlowMatchingNoising`` (SD3, FLUX): x_t = (1 − σ)·x₀ + σ·ε with the velocity target ε − x₀; σ is drawn as
   diffusers' SD3/FLUX training scripts draw it (``--weighting_scheme``, ``--logit_mean``, ``--logit_std``,
-  ``--mode_scale``), and sigma_sqrt/cosmap also weight each sample's loss.
+  ``--mode_scale``); sigma_sqrt/cosmap weight each sample's denoising loss, and ``--precondition_outputs``
+  (the SD3 scripts' default) regresses x̂₀ = x_t − σ·v̂ onto x₀, which is the velocity loss weighted by σ².
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .objective import denoising_target, flow_implied_noise, flow_matching_noisy, implied_noise, velocity_target
+from .options import FLOW_MATCHING_DEFAULTS
 
 
 class DiffusionNoising:
@@ -58,13 +60,16 @@ class TimestepSampling:
     """How σ is drawn and weighted under flow matching (the names of diffusers' SD3/FLUX scripts)."""
 
     weighting_scheme: str = "none"
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    mode_scale: float = 1.29
+    logit_mean: float = FLOW_MATCHING_DEFAULTS["logit_mean"]
+    logit_std: float = FLOW_MATCHING_DEFAULTS["logit_std"]
+    mode_scale: float = FLOW_MATCHING_DEFAULTS["mode_scale"]
+    precondition_outputs: bool = False
 
 
 class FlowMatchingNoising:
-    """Flow matching on a ``FlowMatchEulerDiscreteScheduler``'s training sigmas (its configured shift applied)."""
+    """Flow matching on a ``FlowMatchEulerDiscreteScheduler``'s training sigmas: with its static shift where it
+    has one (SD3's 3.0); a scheduler with dynamic shifting (FLUX.1 [dev]'s) shifts at inference only, so its
+    training sigmas are unshifted, as in diffusers' FLUX script."""
 
     def __init__(self, scheduler, sampling: TimestepSampling = TimestepSampling()):
         self.scheduler, self.sampling = scheduler, sampling
@@ -106,16 +111,32 @@ class FlowMatchingNoising:
         return flow_implied_noise(output, noisy_latents, self.sigmas(timesteps).to(output.device))
 
     def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor | None:
-        """sigma_sqrt: σ⁻²; cosmap: 2 / (π(1 − 2σ + 2σ²)); otherwise none (uniform)."""
+        """sigma_sqrt: σ⁻²; cosmap: 2 / (π(1 − 2σ + 2σ²)); otherwise 1; times σ² with preconditioned outputs
+        (‖x̂₀ − x₀‖² = σ²‖v̂ − v‖²). None when every sample counts alike."""
         from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-        if self.sampling.weighting_scheme not in ("sigma_sqrt", "cosmap"):
-            return None
-        return compute_loss_weighting_for_sd3(self.sampling.weighting_scheme, self.sigmas(timesteps))
+        scheme, sigmas = self.sampling.weighting_scheme, self.sigmas(timesteps)
+        weights = compute_loss_weighting_for_sd3(scheme, sigmas) if scheme in ("sigma_sqrt", "cosmap") else None
+        if self.sampling.precondition_outputs:
+            weights = sigmas**2 if weights is None else weights * sigmas**2
+        return weights
 
 
-def training_noising(family, scheduler, sampling: TimestepSampling | None = None):
-    """The training-noise convention of ``family`` (a ModelFamily) over the pipeline's ``scheduler``."""
+Noising = DiffusionNoising | FlowMatchingNoising
+
+
+def training_noising(
+    family, scheduler_class_name: str, scheduler_config, sampling: TimestepSampling | None = None
+) -> Noising:
+    """The training-noise convention of ``family`` (a ModelFamily) over a fresh scheduler made from the
+    pipeline's scheduler config: DDPM's for SD and SDXL (a pipeline may ship DDIM or PNDM over the same betas),
+    the pipeline's own flow-matching scheduler class for SD3 and FLUX."""
+    import diffusers
+
     if family.flow_matching:
-        return FlowMatchingNoising(scheduler, sampling or TimestepSampling(family.default_weighting_scheme))
-    return DiffusionNoising(scheduler)
+        scheduler = getattr(diffusers, scheduler_class_name).from_config(scheduler_config)
+        default = TimestepSampling(
+            family.default_weighting_scheme, precondition_outputs=family.default_precondition_outputs
+        )
+        return FlowMatchingNoising(scheduler, sampling or default)
+    return DiffusionNoising(diffusers.DDPMScheduler.from_config(scheduler_config))

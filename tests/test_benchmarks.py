@@ -15,6 +15,16 @@ BENCHMARKS = os.path.join(ROOT, "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 STEP_KEYS = {"plain_ms", "erasediff_fixed_ms", "erasediff_bome_ms", "ratio_fixed", "ratio_bome"}
 GENERATION_KEYS = {"stock_images_per_s", "ours_images_per_s", "ratio"}
+FLOW_LINES = ("flux_lora_gc_b1", "sd35_lora_gc_b1")  # the GPU suite's flow_families group, in order
+
+
+def rehearsed_step_arguments(label: str) -> list[str]:
+    """The CPU rehearsal of one of the GPU suite's step_speed lines (gpu_suite imports no torch)."""
+    import gpu_suite
+
+    _, script, arguments, _, _ = next(m for m in gpu_suite.MEASUREMENTS if m[0] == label)
+    assert script == gpu_suite.STEP
+    return gpu_suite.rehearsal(script, arguments)
 
 
 def start(script: str, *arguments: str) -> subprocess.Popen:
@@ -67,6 +77,15 @@ def runs(tmp_path_factory):
                 *("--variants", "fixed,bome", "--use_lora", "--gradient_checkpointing"),
                 *("--label", "smoke_sdxl", "--json_out", str(folder / "sdxl.jsonl")),
             ],
+        ),
+        # The flow_families lines as the suite rehearses them: tiny FLUX and SD3 transformers, LoRA on the
+        # family's targets, gradient checkpointing, batch 1 + 1, 64 px, one step each; a process of their own,
+        # as accelerate's state keeps the first run's mixed precision (bf16 autocast here, none above).
+        "flow": start_steps(
+            *(
+                [*rehearsed_step_arguments(label), "--label", label, "--json_out", str(folder / "flow.jsonl")]
+                for label in FLOW_LINES
+            )
         ),
         "generation": start(
             "generation_speed.py",
@@ -206,3 +225,75 @@ def test_the_whole_run_group_rehearses_on_the_cpu_with_each_phase_timed(tmp_path
         phases = record["phase_seconds"]
         assert phases["loading"] > 0 and phases["training"] > 0 and phases["data generation"] > 0
         assert abs(sum(phases.values()) - record["process_seconds"]) < 0.2  # "outside the script" closes the sum
+
+
+def test_flux_and_sd3_shaped_step_benchmarks_run_through_the_flow_matching_path(runs, tmp_path):
+    """ErasureStep with the family and a FlowMatchingNoising, and the flow-matching floor, on the tiny FLUX and
+    SD3 transformers: a FLUX transformer raises without its pooled embedding, guidance and position ids, and
+    an SD3 one without its pooled embedding, so finishing shows that the conditioning reaches them."""
+    folder, processes = runs
+    flux, sd3 = json_lines(processes["flow"])
+
+    for summary, model, family, denoiser in (
+        (flux, "tiny_flux", "flux", "FluxTransformer2DModel"),
+        (sd3, "tiny_sd3", "sd3", "SD3Transformer2DModel"),
+    ):
+        assert STEP_KEYS <= summary.keys()
+        assert all(summary[key] > 0 for key in STEP_KEYS)
+        assert (summary["model"], summary["family"], summary["denoiser"]) == (model, family, denoiser)
+        assert list(summary["variants"]) == ["plain", "fixed", "bome"]
+        assert (summary["resolution"], summary["samples_per_step"], summary["mixed_precision"]) == (64, 2, "bf16")
+        assert summary["use_lora"] and summary["gradient_checkpointing"] and summary["device"] == "cpu"
+        assert 0 < summary["trainable_parameters"] < 100_000  # LoRA adapters only
+        assert summary["flop_per_sample"] > 0  # counted on the meta device through the family's denoise
+
+    from gpu_suite import write_summary
+
+    records = [json.loads(line) for line in (folder / "flow.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in records] == list(FLOW_LINES) and records == [flux, sd3]
+    write_summary(str(folder / "flow.jsonl"), str(tmp_path / "summary.md"))
+    table = (tmp_path / "summary.md").read_text()
+    assert "| flux_lora_gc_b1 | bome |" in table and "| sd35_lora_gc_b1 | plain |" in table
+
+
+def test_flux_and_sd35_shapes_and_their_group_in_the_gpu_suite():
+    """FLUX.1-dev's and SD3.5 Large's transformer configurations and conditioning, and the suite's
+    flow_families group: after the SDXL lines, estimated to fit one short call, rehearsed with the tiny
+    transformers."""
+    import gpu_suite
+    from model_shapes import (
+        DEFAULT_RESOLUTION,
+        FLUX_DEV_TRANSFORMER,
+        SD35_LARGE_TRANSFORMER,
+        latent_shape,
+        pooled_width,
+        text_encoder_widths,
+        text_tokens,
+    )
+
+    flux = FLUX_DEV_TRANSFORMER
+    assert (flux["num_layers"], flux["num_single_layers"]) == (19, 38)
+    assert (flux["num_attention_heads"], flux["attention_head_dim"], flux["in_channels"]) == (24, 128, 64)
+    assert flux["guidance_embeds"] and sum(flux["axes_dims_rope"]) == flux["attention_head_dim"]
+    assert text_encoder_widths("flux") == (768, 4096) and pooled_width("flux") == 768 and text_tokens("flux") == 512
+    sd35 = SD35_LARGE_TRANSFORMER
+    assert (sd35["num_layers"], sd35["num_attention_heads"], sd35["attention_head_dim"]) == (38, 38, 64)
+    assert sd35["caption_projection_dim"] == 38 * 64 and sd35["qk_norm"] == "rms_norm"
+    assert (sd35["patch_size"], sd35["pos_embed_max_size"], sd35["in_channels"]) == (2, 192, 16)
+    assert text_encoder_widths("sd3") == (768, 1280, 4096) and pooled_width("sd3") == 2048
+    assert text_tokens("sd3") == 77 + 256
+    for model in ("flux", "sd3"):
+        assert DEFAULT_RESOLUTION[model] == 1024 and latent_shape(model, 1024) == (16, 128, 128)
+
+    labels = [m[0] for m in gpu_suite.MEASUREMENTS]
+    assert gpu_suite.GROUPS["flow_families"] == FLOW_LINES
+    assert min(labels.index(label) for label in FLOW_LINES) > labels.index("sdxl_full_8bit_gc_b1")
+    estimates = {m[0]: m[3] for m in gpu_suite.MEASUREMENTS}
+    assert all(estimates[label] > 0 for label in FLOW_LINES)
+    assert gpu_suite.group_estimates()["flow_families"] <= 300  # one short call, with room for the wheels
+    for label, model in zip(FLOW_LINES, ("tiny_flux", "tiny_sd3")):
+        purpose = next(m[4] for m in gpu_suite.MEASUREMENTS if m[0] == label)
+        assert "GiB" in purpose and "to be measured" in purpose  # the expected memory, not a measurement
+        rehearsed = rehearsed_step_arguments(label)
+        assert rehearsed[rehearsed.index("--model") + 1] == model
+        assert rehearsed[rehearsed.index("--device") + 1] == "cpu" and rehearsed.count("--resolution") == 1

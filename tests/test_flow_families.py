@@ -25,10 +25,11 @@ from safetensors.torch import load_file
 from tiny_models import T5_WIDTH, build_tiny_flux_pipeline
 
 from pipelines.errors import InputError
+from pipelines.evaluation.attacks.denoising import conditioner_of
 from pipelines.evaluation.command import main as evaluate_main
 from pipelines.evaluation.command import parse_args as evaluate_args
 from pipelines.evaluation.comparison import EVALUATION_DIR
-from pipelines.families import FAMILIES, TextConditioner, family_of_pipeline
+from pipelines.families import FAMILIES, family_of_pipeline
 from pipelines.families.flux import image_position_ids, pack_latents, unpack_latents
 from pipelines.loading import load_erased_pipeline
 from pipelines.models import run_on_cpu
@@ -52,14 +53,6 @@ def models(tiny_flux_model, tiny_sd3_model):
 def train(model, output_dir, *extra):
     prompts = ["--forget_prompts", FORGET_PROMPT, "--remain_prompts", *REMAIN_PROMPTS, "--train_batch_size", "2"]
     main(parse_args(tiny_run_args(model, output_dir, *prompts, *extra)))
-
-
-def conditioner_of(pipeline) -> TextConditioner:
-    family = family_of_pipeline(pipeline)
-    slots = [s for s in family.text_encoders if getattr(pipeline, s.encoder, None) is not None]
-    return TextConditioner(
-        family, [getattr(pipeline, s.tokenizer) for s in slots], [getattr(pipeline, s.encoder) for s in slots]
-    )
 
 
 def responses(transformer, pipeline, prompts):
@@ -227,6 +220,8 @@ def test_t5_kept_on_the_cpu_returns_its_output_on_the_device(tiny_flux_model):
         ("sd3", ["--guidance_scale", "3.5"], "--guidance_scale is FLUX's guidance embedding"),
         ("sd", ["--weighting_scheme", "logit_normal"], "--weighting_scheme is for SD3 and FLUX"),
         ("sd", ["--t5", "cpu"], "has no T5 encoder"),
+        ("sd", ["--logit_mean", "0.5"], "--logit_mean is for SD3 and FLUX"),
+        ("flux", ["--t5", "cpu", "--adversarial_refresh_steps", "2", "--concept", "van gogh"], "--t5 cpu cannot"),
     ],
 )
 def test_options_a_family_cannot_take_are_refused_before_loading(family, extra, message, models, tiny_model, tmp_path):
@@ -290,7 +285,7 @@ def test_sd3_full_run_erases_against_a_control_and_loads_as_a_stock_pipeline(tin
     assert_forget_noise_moved_towards_its_mean(before, after)
     card = ModelCard.load(str(tmp_path / "erased" / "README.md"))
     assert "sd3" in card.data.tags and "StableDiffusion3Pipeline.from_pretrained" in card.text
-    assert "logit_normal" in card.text
+    assert "σ drawn logit-normally" in card.text and "outputs preconditioned" in card.text
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
@@ -307,6 +302,23 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(family, mod
     assert resumed.keys() == uninterrupted.keys()
     for key in resumed:
         torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=0, atol=1e-6)
+
+
+def test_other_transformer_pipelines_are_refused_by_name(tiny_flux_model, tmp_path):
+    kontext = tmp_path / "kontext"
+    shutil.copytree(tiny_flux_model, kontext)
+    index = json.loads((kontext / "model_index.json").read_text())
+    (kontext / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxKontextPipeline"}))
+    with pytest.raises(InputError, match="is a FluxKontextPipeline; train_erasediff.py erases from"):
+        train(str(kontext), tmp_path / "out")
+
+
+def test_a_full_sd3_run_without_t5_is_saved_whole_and_loaded_without_t5(tiny_sd3_model, tmp_path):
+    train(tiny_sd3_model, tmp_path / "full", "--t5", "drop", "--max_train_steps", "1")
+    assert StableDiffusion3Pipeline.from_pretrained(str(tmp_path / "full")).text_encoder_3 is not None  # stock loads
+    assert load_erased_pipeline(str(tmp_path / "full")).text_encoder_3 is None  # as it was trained
+    card = (tmp_path / "full" / "README.md").read_text()
+    assert f"from_pretrained({str(tmp_path / 'full')!r}, text_encoder_3=None, tokenizer_3=None)" in card
 
 
 def test_sd3_without_t5_trains_and_loads_into_a_pipeline_without_it(tiny_sd3_model, tmp_path):
@@ -328,11 +340,17 @@ def test_sd3_without_t5_trains_and_loads_into_a_pipeline_without_it(tiny_sd3_mod
     pipeline.load_lora_weights(str(output))
     assert one_step_image(pipeline).shape == (1, 16, 16, 3)
     assert isinstance(StableDiffusion3Pipeline.from_pretrained(str(output / "fused")), StableDiffusion3Pipeline)
-    assert "T5 dropped" in (output / "README.md").read_text()
+    card = (output / "README.md").read_text()
+    assert "T5 dropped" in card and "text_encoder_3=None, tokenizer_3=None)" in card
+    loaded = load_erased_pipeline(str(output))
+    assert loaded.text_encoder_3 is None
+    np.testing.assert_allclose(one_step_image(loaded), one_step_image(pipeline), atol=1e-6)
 
 
 def test_flux_schnell_has_no_guidance_embedding_and_trains(tmp_path):
     model = build_tiny_flux_pipeline(str(tmp_path / "schnell"), guidance_embeds=False)
+    with pytest.raises(InputError, match="no guidance embedding"):
+        train(model, tmp_path / "refused", "--guidance_scale", "3.5")
     train(
         model,
         tmp_path / "out",
@@ -408,3 +426,22 @@ def test_a_flux_lora_is_pushed_to_the_hub_with_its_card(tiny_flux_model, tmp_pat
     card = ModelCard(uploaded["README.md"].decode())
     assert "flux" in card.data.tags and "template:sd-lora" in card.data.tags
     assert "pipe.load_lora_weights('someone/erased-flux')" in uploaded["README.md"].decode()
+
+
+@pytest.mark.parametrize(
+    "model_class, blocks",
+    [
+        (FluxTransformer2DModel, "FluxTransformerBlock,FluxSingleTransformerBlock"),
+        (SD3Transformer2DModel, "JointTransformerBlock"),
+    ],
+)
+def test_fsdp_wraps_the_transformer_blocks_named_on_the_launch_line(model_class, blocks, monkeypatch):
+    from accelerate.commands import launch
+    from accelerate.utils import launch as launch_utils
+
+    monkeypatch.setattr(launch_utils, "is_port_in_use", lambda port: False)
+    config = os.path.join(ROOT, "examples", "accelerate", "fsdp.yaml")
+    arguments = ["--config_file", config, "--fsdp_transformer_layer_cls_to_wrap", blocks, "train_erasediff.py"]
+    args, _, _ = launch._validate_launch_command(launch.launch_command_parser().parse_args(arguments))
+    assert launch_utils.prepare_multi_gpu_env(args)["FSDP_TRANSFORMER_CLS_TO_WRAP"] == blocks
+    assert blocks.split(",") == model_class._no_split_modules  # the blocks docs/usage.md names exist

@@ -194,7 +194,7 @@ def build_tiny_sdxl_pipeline(folder: str, seed: int = 0) -> str:
 T5_WIDTH = {"sd3": 48, "flux": 32}  # SD3's wider than both CLIPs together (32), so F.pad pads, never crops
 
 
-def _tiny_t5_tokenizer(max_length: int, words=VOCAB_WORDS):
+def tiny_t5_tokenizer(max_length: int, words=VOCAB_WORDS):
     """A T5 tokenizer built offline: a unigram model in which each of ``words`` is one piece (SentencePiece's
     "▁" word marker in front) and anything else falls back to letters, then ``<unk>``; ``</s>`` ends each
     prompt, ``<pad>`` (id 0) fills it."""
@@ -216,7 +216,7 @@ def _tiny_t5_tokenizer(max_length: int, words=VOCAB_WORDS):
     return tokenizer
 
 
-def _tiny_t5(tokenizer, width: int):
+def tiny_t5(tokenizer, width: int):
     """A one-layer T5 encoder. Its weights start at 3× T5's initialisation scale: at the usual scale the
     hundreds of padding positions come out alike for every prompt (sequences 99 % similar), where a trained
     T5's differ; at 3× two prompts' sequences are about 15 % similar."""
@@ -254,7 +254,7 @@ def build_tiny_flux_pipeline(folder: str, seed: int = 0, guidance_embeds: bool =
 
     torch.manual_seed(seed)
     tokenizer, vocab_size = _tiny_tokenizer()
-    t5_tokenizer = _tiny_t5_tokenizer(512)
+    t5_tokenizer = tiny_t5_tokenizer(512)
     text_encoder = CLIPTextModel(_tiny_text_config(tokenizer, vocab_size))
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -275,7 +275,7 @@ def build_tiny_flux_pipeline(folder: str, seed: int = 0, guidance_embeds: bool =
         vae=_tiny_vae(shift_factor=0.1, scaling_factor=1.5),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        text_encoder_2=_tiny_t5(t5_tokenizer, T5_WIDTH["flux"]),
+        text_encoder_2=tiny_t5(t5_tokenizer, T5_WIDTH["flux"]),
         tokenizer_2=t5_tokenizer,
         transformer=transformer,
     )
@@ -291,7 +291,7 @@ def build_tiny_sd3_pipeline(folder: str, seed: int = 0) -> str:
 
     torch.manual_seed(seed)
     tokenizer, vocab_size = _tiny_tokenizer()
-    t5_tokenizer = _tiny_t5_tokenizer(256)
+    t5_tokenizer = tiny_t5_tokenizer(256)
     encoders = [CLIPTextModelWithProjection(_tiny_text_config(tokenizer, vocab_size, projection_dim=16)) for _ in "12"]
     transformer = SD3Transformer2DModel(
         sample_size=8,
@@ -313,7 +313,7 @@ def build_tiny_sd3_pipeline(folder: str, seed: int = 0) -> str:
         tokenizer=tokenizer,
         text_encoder_2=encoders[1],
         tokenizer_2=tokenizer,
-        text_encoder_3=_tiny_t5(t5_tokenizer, T5_WIDTH["sd3"]),
+        text_encoder_3=tiny_t5(t5_tokenizer, T5_WIDTH["sd3"]),
         tokenizer_3=t5_tokenizer,
     )
     pipeline.save_pretrained(folder)

@@ -93,7 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     generation = parser.add_argument_group("generation")
     generation.add_argument("--num_images", type=int, default=4, help="Images per prompt and model.")
     generation.add_argument("--num_inference_steps", type=int, default=50, help="Denoising steps.")
-    generation.add_argument("--guidance_scale", type=float, default=7.5, help="Classifier-free guidance scale.")
+    generation.add_argument(
+        "--guidance_scale",
+        type=float,
+        default=None,
+        help="Guidance scale (default: the base pipeline's own: 7.5 for SD and SDXL, 7.0 for SD3, 3.5 for FLUX).",
+    )
     generation.add_argument("--resolution", type=int, default=None, help="Image size (default: the pipeline's).")
     generation.add_argument("--batch_size", type=int, default=4, help="Images generated per batch.")
     generation.add_argument("--seed", type=int, default=0, help="Seed; both models use the same seed per image.")
@@ -308,6 +313,13 @@ def main(args: argparse.Namespace) -> EvaluationReport:
     if args.base_model is None:
         raise InputError(f"--model {args.model} records no base model; give --base_model")
     check_metric_models(settings)
+    if args.guidance_scale is None:
+        from diffusers import DiffusionPipeline
+
+        from ..families import FAMILIES, family_of
+
+        family = family_of(DiffusionPipeline.load_config(args.base_model))
+        settings.guidance_scale = FAMILIES[family].default_guidance_scale
 
     image_sets = {}
     for name, load in (

@@ -49,7 +49,7 @@ def load_pipeline(model: str, base_model: str | None = None, torch_dtype=None):
 
 
 def load_base_pipeline(base_model: str, torch_dtype=None):
-    """The base model (SD or SDXL), also without a safety checker."""
+    """The base model (any family), also without a safety checker."""
     from diffusers import DiffusionPipeline
 
     return without_safety_checker(DiffusionPipeline.from_pretrained(base_model, torch_dtype=torch_dtype))

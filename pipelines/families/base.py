@@ -63,6 +63,11 @@ class TextEncoderSlot:
     encoder_class: str  # CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel
     tokenizer_class: str = "CLIPTokenizer"
 
+    @property
+    def is_t5(self) -> bool:
+        """Whether this is SD3's or FLUX's T5 (what ``--t5`` places)."""
+        return self.encoder_class == "T5EncoderModel"
+
 
 @dataclass(frozen=True)
 class ModuleParts:
@@ -100,6 +105,7 @@ class ModelFamily:
     flow_matching: bool = False  # x_t = (1 − σ)x₀ + σε with a velocity target, else DDPM's ε/v schedule
     classifier_free_guidance: bool = True  # whether the empty prompt means something (prompt dropout)
     default_weighting_scheme: str | None = None  # flow matching: diffusers' training scripts' default
+    default_precondition_outputs: bool = False  # flow matching: regress x̂₀ (the SD3 scripts' default)
     safety_checker: bool = False  # the pipeline takes safety_checker/feature_extractor arguments
     # Generation defaults where the flags leave them open: the pipeline's own guidance scale, and the sampler.
     default_guidance_scale: float = 7.5

@@ -40,6 +40,7 @@ class StableDiffusion3(FlowMatchingTransformer):
         "attn.to_v",
     )
     default_weighting_scheme = "logit_normal"  # train_dreambooth_lora_sd3.py's default
+    default_precondition_outputs = True  # its --precondition_outputs 1
     default_guidance_scale = 7.0  # StableDiffusion3Pipeline's
 
     def __init__(self, joint_attention_dim: int = 4096):

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ...errors import InputError
-from ...families import PromptEmbeddings, TextConditioner, denoiser_of, family_of_pipeline, time_ids
+from ...families import SDXL, PromptEmbeddings, TextConditioner, denoiser_of, family_of_pipeline, time_ids
 from ...latent_cache import crop_and_flip, resize_shorter_side, scaled_latents
 from ...learned_tokens import LearnedTokens
 from ...noising import training_noising
@@ -71,12 +71,9 @@ class NoisedBatch:
 
 def training_noising_of(pipeline):
     """How the pipeline's model was trained to denoise (pipelines/noising.py), over a fresh copy of its
-    schedule: DDPM's for SD and SDXL, flow matching's for SD3 and FLUX."""
-    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
-
-    family = family_of_pipeline(pipeline)
-    scheduler_class = FlowMatchEulerDiscreteScheduler if family.flow_matching else DDPMScheduler
-    return training_noising(family, scheduler_class.from_config(pipeline.scheduler.config))
+    schedule: DDPM's for SD and SDXL, flow matching's for SD3 and FLUX (their scripts' default σ scheme)."""
+    scheduler = pipeline.scheduler
+    return training_noising(family_of_pipeline(pipeline), type(scheduler).__name__, scheduler.config)
 
 
 def draw_batch(latents: torch.Tensor, batch_size: int, noising, generator: torch.Generator) -> NoisedBatch:
@@ -91,7 +88,7 @@ def draw_batch(latents: torch.Tensor, batch_size: int, noising, generator: torch
 def denoiser_output(family, model, batch: NoisedBatch, embeds: PromptEmbeddings, resolution: int) -> torch.Tensor:
     """The denoiser's output on the noised batch under ``embeds`` (SDXL with centre-crop time ids)."""
     batch_time_ids = None
-    if family.name == "sdxl":
+    if family.name == SDXL:
         batch_time_ids = (
             time_ids((resolution, resolution), (0, 0), resolution).repeat(len(batch.noisy), 1).to(batch.noisy.device)
         )
