@@ -35,10 +35,17 @@ KNOWN_LICENSES = {
     "stabilityai/stable-diffusion-2-1-base": "openrail++",
     "stabilityai/stable-diffusion-xl-base-1.0": "openrail++",
     "black-forest-labs/FLUX.1-schnell": "apache-2.0",
-    "black-forest-labs/FLUX.1-dev": "other",  # the FLUX.1 [dev] Non-Commercial License
-    "stabilityai/stable-diffusion-3-medium-diffusers": "other",  # Stability AI Community License
+    "black-forest-labs/FLUX.1-dev": "other",
+    "stabilityai/stable-diffusion-3-medium-diffusers": "other",
     "stabilityai/stable-diffusion-3.5-medium": "other",
     "stabilityai/stable-diffusion-3.5-large": "other",
+}
+# The Hub's "other" licences by name, as those bases' own cards give them (the text is the base's LICENSE.md).
+OTHER_LICENSE_NAMES = {
+    "black-forest-labs/FLUX.1-dev": "flux-1-dev-non-commercial-license",
+    "stabilityai/stable-diffusion-3-medium-diffusers": "stabilityai-ai-community",
+    "stabilityai/stable-diffusion-3.5-medium": "stabilityai-ai-community",
+    "stabilityai/stable-diffusion-3.5-large": "stabilityai-ai-community",
 }
 SD1_CROSS_ATTENTION_DIM = 768
 PAPER_BIBTEX = """@article{wu2024erasediff,
@@ -73,6 +80,14 @@ def base_model_license(base_model: str, cross_attention_dim: int | None = None) 
     if cross_attention_dim == SD1_CROSS_ATTENTION_DIM:
         return "creativeml-openrail-m"
     return None
+
+
+def other_license(base_model: str) -> dict:
+    """``license_name`` and ``license_link`` of a known base under an "other" licence (none for the rest)."""
+    if base_model not in OTHER_LICENSE_NAMES:
+        return {}
+    link = f"https://huggingface.co/{base_model}/blob/main/LICENSE.md"
+    return {"license_name": OTHER_LICENSE_NAMES[base_model], "license_link": link}
 
 
 LORA_TAGS = ("lora", "template:sd-lora")  # as diffusers' LoRA training scripts tag their cards
@@ -344,6 +359,7 @@ def write_model_card(
     # Built locally, never from the Hub: a rerun must describe this run, not an older card in the repo.
     metadata = ModelCardData(
         license=base_model_license(args.pretrained_model_name_or_path, cross_attention_dim if family == SD else None),
+        **other_license(args.pretrained_model_name_or_path),
         library_name="diffusers",
         base_model=args.pretrained_model_name_or_path,
         inference=True,

@@ -32,6 +32,7 @@ from pipelines.evaluation.comparison import EVALUATION_DIR
 from pipelines.families import FAMILIES, family_of_pipeline
 from pipelines.families.flux import image_position_ids, pack_latents, unpack_latents
 from pipelines.loading import load_erased_pipeline
+from pipelines.model_card import base_model_license, other_license
 from pipelines.models import run_on_cpu
 from pipelines.noising import FlowMatchingNoising, TimestepSampling
 from pipelines.objective import ForgetNoise, shifted_noise_loss
@@ -445,3 +446,14 @@ def test_fsdp_wraps_the_transformer_blocks_named_on_the_launch_line(model_class,
     args, _, _ = launch._validate_launch_command(launch.launch_command_parser().parse_args(arguments))
     assert launch_utils.prepare_multi_gpu_env(args)["FSDP_TRANSFORMER_CLS_TO_WRAP"] == blocks
     assert blocks.split(",") == model_class._no_split_modules  # the blocks docs/usage.md names exist
+
+
+def test_flux_and_sd3_bases_under_their_own_licences_name_them():
+    assert base_model_license("black-forest-labs/FLUX.1-schnell") == "apache-2.0" and not other_license(
+        "black-forest-labs/FLUX.1-schnell"
+    )
+    assert base_model_license("black-forest-labs/FLUX.1-dev") == "other"
+    named = other_license("stabilityai/stable-diffusion-3.5-large")
+    assert named["license_name"] == "stabilityai-ai-community" and named["license_link"].endswith(
+        "3.5-large/blob/main/LICENSE.md"
+    )
