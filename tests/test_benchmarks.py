@@ -297,3 +297,13 @@ def test_flux_and_sd35_shapes_and_their_group_in_the_gpu_suite():
         rehearsed = rehearsed_step_arguments(label)
         assert rehearsed[rehearsed.index("--model") + 1] == model
         assert rehearsed[rehearsed.index("--device") + 1] == "cpu" and rehearsed.count("--resolution") == 1
+
+
+def test_the_committed_robustness_records_keep_their_fingerprints():
+    # A new flag or a default filled in later must leave the recorded runs' fingerprints as they were (the
+    # runner would otherwise redo all 42 runs), as the flags of SD3 and FLUX do for these SD runs.
+    from benchmarks.digits import run_robustness
+    from benchmarks.digits.run_benchmark import read_results
+
+    recorded = {record["fingerprint"] for record in read_results(run_robustness.RESULTS_FILE)}
+    assert all(run_robustness.run_fingerprint(*run) in recorded for run in run_robustness.planned_runs())

@@ -68,7 +68,14 @@ BEFORE_SPEEDUPS = {
 }
 # Arguments added since those records were made, at the values that reproduce what ran before they existed:
 # left out of the fingerprint, so the old records keep theirs.
-LATER_ARGUMENTS = {"lambda_refresh_steps": 1, "generation_scheduler": "model"}
+LATER_ARGUMENTS = {
+    "lambda_refresh_steps": 1,
+    "generation_scheduler": "model",
+    # Issue 17's SD3/FLUX flags, unset for an SD model.
+    **dict.fromkeys(
+        ("t5", "weighting_scheme", "logit_mean", "logit_std", "mode_scale", "precondition_outputs", "guidance_scale")
+    ),
+}
 
 
 def _before_speedups(flags: dict, description: str, real_remain: bool = False) -> Variant:
@@ -170,7 +177,9 @@ def resolved_arguments(argv: list[str], digit: int) -> dict:
     folders, and the measurement's size: what decides a record."""
     import train_erasediff
 
-    arguments = vars(train_erasediff.parse_args(argv))
+    parsed = train_erasediff.parse_args(argv)
+    train_erasediff.apply_family_defaults(parsed, "sd", {})  # the digits model is an SD pipeline
+    arguments = vars(parsed)
     arguments.pop("output_dir")
     for name in OUTSIDE_THE_FINGERPRINT:
         arguments.pop(name)
