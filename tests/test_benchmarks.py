@@ -299,11 +299,16 @@ def test_flux_and_sd35_shapes_and_their_group_in_the_gpu_suite():
         assert rehearsed[rehearsed.index("--device") + 1] == "cpu" and rehearsed.count("--resolution") == 1
 
 
-def test_the_committed_robustness_records_keep_their_fingerprints():
-    # A new flag or a default filled in later must leave the recorded runs' fingerprints as they were (the
-    # runner would otherwise redo all 42 runs), as the flags of SD3 and FLUX do for these SD runs.
-    from benchmarks.digits import run_robustness
-    from benchmarks.digits.run_benchmark import read_results
+def test_the_committed_digits_records_keep_their_fingerprints():
+    # A flag added later (issue 16's defences, issue 17's SD3/FLUX flags) or a default filled in later must
+    # leave the recorded runs' fingerprints as they were: the runners would otherwise redo every run.
+    from benchmarks.digits import run_benchmark, run_methods, run_robustness
+    from benchmarks.digits.train_base import DEFAULT_MODEL_DIR
 
-    recorded = {record["fingerprint"] for record in read_results(run_robustness.RESULTS_FILE)}
+    planned = run_benchmark.planned_runs("all")
+    assert not run_benchmark.missing_runs(planned, DEFAULT_MODEL_DIR, run_benchmark.RESULTS_FILE)
+    recorded = {record["fingerprint"] for record in run_benchmark.read_results(run_robustness.RESULTS_FILE)}
     assert all(run_robustness.run_fingerprint(*run) in recorded for run in run_robustness.planned_runs())
+    methods = run_benchmark.read_results(run_methods.METHODS_FILE)
+    runs = {(record["method"], record["digit"], record["seed"]) for record in methods}
+    assert not run_methods.missing(sorted(runs), DEFAULT_MODEL_DIR, run_methods.METHODS_FILE)

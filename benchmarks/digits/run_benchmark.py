@@ -68,14 +68,21 @@ BEFORE_SPEEDUPS = {
 }
 # Arguments added since those records were made, at the values that reproduce what ran before they existed:
 # left out of the fingerprint, so the old records keep theirs.
-LATER_ARGUMENTS = {
-    "lambda_refresh_steps": 1,
-    "generation_scheduler": "model",
-    # Issue 17's SD3/FLUX flags, unset for an SD model.
-    **dict.fromkeys(
-        ("t5", "weighting_scheme", "logit_mean", "logit_std", "mode_scale", "precondition_outputs", "guidance_scale")
-    ),
+# Issue 17's SD3/FLUX flags, unset for an SD model: left out of every benchmark's fingerprints.
+FLOW_MATCHING_FLAGS = dict.fromkeys(
+    ("t5", "weighting_scheme", "logit_mean", "logit_std", "mode_scale", "precondition_outputs", "guidance_scale")
+)
+# Issue 16's defences and the training-time attacks, off (its robustness records were made with them present).
+DEFENCES_OFF = {
+    "adversarial_refresh_steps": 0,
+    "adversarial_steps": 10,
+    "adversarial_learning_rate": 5e-3,
+    "relearn_resistance_steps": 0,
+    "relearn_resistance_step_size": 1e-4,
+    "relearn_resistance_weight": 1.0,
+    "evaluation_attacks": None,
 }
+LATER_ARGUMENTS = {"lambda_refresh_steps": 1, "generation_scheduler": "model", **FLOW_MATCHING_FLAGS}
 
 
 def _before_speedups(flags: dict, description: str, real_remain: bool = False) -> Variant:
@@ -172,9 +179,10 @@ def planned_runs(suite: str) -> list[tuple[str, int, int]]:
 OUTSIDE_THE_FINGERPRINT = ("allow_unverified_engine",)
 
 
-def resolved_arguments(argv: list[str], digit: int) -> dict:
+def resolved_arguments(argv: list[str], digit: int, later: dict | None = None) -> dict:
     """Every train_erasediff.py argument of a run after its defaults are filled in, without the run's temporary
-    folders, and the measurement's size: what decides a record."""
+    folders, and the measurement's size: what decides a record. Arguments at the value ``later`` gives (by
+    default LATER_ARGUMENTS and DEFENCES_OFF: added after this benchmark's records) are left out."""
     import train_erasediff
 
     parsed = train_erasediff.parse_args(argv)
@@ -183,7 +191,7 @@ def resolved_arguments(argv: list[str], digit: int) -> dict:
     arguments.pop("output_dir")
     for name in OUTSIDE_THE_FINGERPRINT:
         arguments.pop(name)
-    for name, value in LATER_ARGUMENTS.items():
+    for name, value in (later if later is not None else {**LATER_ARGUMENTS, **DEFENCES_OFF}).items():
         if arguments.get(name) == value:
             arguments.pop(name)
     if arguments.get("remain_data_dir"):

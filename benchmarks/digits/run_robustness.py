@@ -38,6 +38,7 @@ from benchmarks.digits.run_benchmark import (  # noqa: E402
     scores_record,
     shard_spec,
 )
+from benchmarks.digits.run_benchmark import LATER_ARGUMENTS as BENCHMARK_LATER_ARGUMENTS  # noqa: E402
 from benchmarks.digits.train_base import DEFAULT_MODEL_DIR  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,7 +132,7 @@ def run_fingerprint(model: str, digit: int, seed: int) -> str:
     if erasure_flags(model, digit) is not None:
         # A stand-in folder: the kept one holds a finished run, which the script's checks refuse.
         placeholder = os.path.join(tempfile.gettempdir(), "digits-robustness-fingerprint")
-        erasure = resolved_arguments(erasure_argv(model, digit, seed, placeholder), digit)
+        erasure = resolved_arguments(erasure_argv(model, digit, seed, placeholder), digit, BENCHMARK_LATER_ARGUMENTS)
         decided["erasure"] = {k: v for k, v in erasure.items() if LATER_ARGUMENTS.get(k, object()) != v}
     if model == "oracle":
         decided["oracle"] = {"exclude_digit": digit, "recipe": "train_base.py defaults"}
