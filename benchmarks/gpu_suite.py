@@ -227,6 +227,23 @@ MEASUREMENTS += [
         300,
         "issue 15: an SDXL run at 1024 px (LoRA, gradient checkpointing, fewer images and steps): seconds per phase",
     ),
+    # Issue 17 on a real device split (the CPU tests cannot split): whole tiny runs, bf16.
+    (
+        "whole_run_tiny_flux_t5_cpu",
+        RUN_TIME,
+        ["--model", "tiny_flux", "--mixed_precision", "bf16", "--use_lora", "--t5", "cpu"],
+        60,
+        "issue 17: a whole tiny FLUX LoRA run on the GPU with T5 kept on the CPU (--t5 cpu: its outputs moved to "
+        "the GPU for the prompt cache, generation and validation): that it runs and saves; seconds per phase",
+    ),
+    (
+        "whole_run_tiny_sd3_no_t5",
+        RUN_TIME,
+        ["--model", "tiny_sd3", "--mixed_precision", "bf16", "--t5", "drop"],
+        60,
+        "issue 17: a whole tiny SD3 full fine-tuning run on the GPU without T5 (--t5 drop): that it runs and "
+        "saves; seconds per phase",
+    ),
 ]
 
 # Each group runs alone with --only <group>; its estimate is the sum of its lines'.
@@ -242,7 +259,7 @@ GROUPS = {
         "full_bf16_compile",
     ),
     "sdxl": ("sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"),
-    "flow_families": ("flux_lora_gc_b1", "sd35_lora_gc_b1"),
+    "flow_families": ("flux_lora_gc_b1", "sd35_lora_gc_b1", "whole_run_tiny_flux_t5_cpu", "whole_run_tiny_sd3_no_t5"),
     "engines": tuple(label for label, script, *_ in MEASUREMENTS if script == ENGINE),
     "whole_run": ("whole_run_sd15", "whole_run_sdxl"),
 }
@@ -298,7 +315,8 @@ def rehearsal(script: str, arguments: list[str]) -> list[str]:
         swapped[at + 1] = "none"
         return swapped + ["--device", "cpu", "--steps", "2"]
     if script == RUN_TIME:  # the tiny pipeline of the same family, a few images and steps
-        model = REHEARSAL_MODELS[arguments[arguments.index("--model") + 1]]
+        model = arguments[arguments.index("--model") + 1]
+        model = REHEARSAL_MODELS.get(model, model)
         quick = ["--num_forget_images", "2", "--num_remain_images", "2", "--generation_steps", "2"]
         return ["--model", model, *quick, "--max_train_steps", "2", "--num_validation_images", "1"]
     if script == GENERATION:

@@ -36,11 +36,11 @@ from pipelines.phases import PHASES, parse_phase_lines  # noqa: E402
 
 OUTSIDE = "outside the script"
 # The pixels each model is run at: the tiny pipelines' 16 px, the real shapes' native sizes.
-RESOLUTIONS = {"tiny": 16, "tiny_sdxl": 16, "digits": 16, "sd15": 512, "sdxl": 1024}
+RESOLUTIONS = {"tiny": 16, "tiny_sdxl": 16, "tiny_flux": 16, "tiny_sd3": 16, "digits": 16, "sd15": 512, "sdxl": 1024}
 
 
 def build_model(model: str, folder: str) -> str:
-    """Saves the pipeline ``model`` names to ``folder``: the tests' tiny ones, or random weights in the shapes
+    """Saves the pipeline ``model`` names to ``folder``: the tests' tiny ones (SD, SDXL, FLUX, SD3), or random weights in the shapes
     of SD-1.5 and SDXL-base-1.0 (benchmarks/model_shapes.py; a small CLIP vocabulary, no download)."""
     import tiny_models
 
@@ -48,6 +48,10 @@ def build_model(model: str, folder: str) -> str:
         return tiny_models.build_tiny_pipeline(folder)
     if model == "tiny_sdxl":
         return tiny_models.build_tiny_sdxl_pipeline(folder)
+    if model == "tiny_flux":
+        return tiny_models.build_tiny_flux_pipeline(folder)
+    if model == "tiny_sd3":
+        return tiny_models.build_tiny_sd3_pipeline(folder)
     import torch
     from generation_speed import sd15_pipeline
 

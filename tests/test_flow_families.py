@@ -327,6 +327,7 @@ def test_sd3_without_t5_trains_and_loads_into_a_pipeline_without_it(tiny_sd3_mod
     train(
         tiny_sd3_model,
         output,
+        *("--mixed_precision", "bf16"),  # LoRA on bf16 weights
         "--t5",
         "drop",
         "--use_lora",
@@ -376,6 +377,7 @@ def test_flux_training_with_evaluate_measures_the_base_and_the_erased_model(
         tiny_flux_model,
         tmp_path / "out",
         *("--concept", "golf ball", "--concept_type", "object", "--use_lora", "--max_train_steps", "1"),
+        *("--mixed_precision", "bf16"),  # LoRA on bf16 weights
         *("--evaluate", "--evaluation_num_images", "1"),
         *("--evaluation_metrics", "classifier", "--evaluation_classifier_model", tiny_classifier),
     )
