@@ -259,9 +259,10 @@ GROUPS = {
         "full_bf16_compile",
     ),
     "sdxl": ("sdxl_lora_gc_b1", "sdxl_full_8bit_gc_b1"),
-    "flow_families": ("flux_lora_gc_b1", "sd35_lora_gc_b1", "whole_run_tiny_flux_t5_cpu", "whole_run_tiny_sd3_no_t5"),
+    "flow_families": ("flux_lora_gc_b1", "sd35_lora_gc_b1"),
     "engines": tuple(label for label, script, *_ in MEASUREMENTS if script == ENGINE),
     "whole_run": ("whole_run_sd15", "whole_run_sdxl"),
+    "flow_whole_runs": ("whole_run_tiny_flux_t5_cpu", "whole_run_tiny_sd3_no_t5"),
 }
 
 

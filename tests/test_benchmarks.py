@@ -291,6 +291,10 @@ def test_flux_and_sd35_shapes_and_their_group_in_the_gpu_suite():
     estimates = {m[0]: m[3] for m in gpu_suite.MEASUREMENTS}
     assert all(estimates[label] > 0 for label in FLOW_LINES)
     assert gpu_suite.group_estimates()["flow_families"] <= 300  # one short call, with room for the wheels
+    # The device split --t5 cpu makes (T5 on the CPU, the rest on the GPU) has its own group of whole tiny runs.
+    whole = {m[0]: m[2] for m in gpu_suite.MEASUREMENTS if m[0] in gpu_suite.GROUPS["flow_whole_runs"]}
+    assert [arguments[arguments.index("--t5") + 1] for arguments in whole.values()] == ["cpu", "drop"]
+    assert gpu_suite.group_estimates()["flow_whole_runs"] <= 300
     for label, model in zip(FLOW_LINES, ("tiny_flux", "tiny_sd3")):
         purpose = next(m[4] for m in gpu_suite.MEASUREMENTS if m[0] == label)
         assert "GiB" in purpose and "to be measured" in purpose  # the expected memory, not a measurement
