@@ -548,10 +548,6 @@ def apply_family_defaults(args: argparse.Namespace, family: str, denoiser_config
         if args.t5 is None:
             args.t5 = "device"
     if family == FLUX:
-        if args.guidance_scale is not None and not denoiser_config.get("guidance_embeds"):
-            raise InputError(
-                "--guidance_scale: this FLUX model has no guidance embedding (FLUX.1 [schnell]); drop the flag"
-            )
         args.guidance_scale = family_for(family, denoiser_config, args.guidance_scale).guidance_scale
 
 
@@ -569,8 +565,8 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
     from pipelines.interruption import StopRequest
     from pipelines.models import (
         check_family_options,
+        check_model_configs,
         check_model_reachable,
-        check_resolution,
         check_runtime_support,
     )
     from pipelines.phases import PhaseClock
@@ -581,8 +577,8 @@ def main(args: argparse.Namespace, argv: list[str] | None = None, started: float
     clock = PhaseClock(started)
     check_runtime_support(args)
     check_model_reachable(args)
-    family, denoiser_config = check_resolution(args)
-    check_family_options(args, family)
+    family, denoiser_config = check_model_configs(args)
+    check_family_options(args, family, denoiser_config)
     apply_family_defaults(args, family, denoiser_config)
     if args.push_to_hub:
         check_hub_credentials(args.hub_token)

@@ -15,6 +15,7 @@ from .errors import InputError, first_line
 from .families import FAMILIES, FLUX, SD3, ModelFamily, TextConditioner, family_for, family_of
 from .loading import looks_like_hub_id
 from .noising import Noising, TimestepSampling, training_noising
+from .options import FLOW_MATCHING_FLAGS
 
 _PIPELINE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "scheduler")
 _DENOISERS = ("unet", "transformer")
@@ -140,10 +141,11 @@ def check_model_reachable(args) -> None:
         ) from error
 
 
-def check_resolution(args) -> tuple[str, dict]:
-    """The resolution must be a multiple of the VAE's downsampling factor (read from its config only), times
-    the transformer's patch (FLUX packs 2×2 latents), and of what the family's pipeline requires of an image
-    size. Returns the family's name and the denoiser's config."""
+def check_model_configs(args) -> tuple[str, dict]:
+    """Reads the pipeline's configs once (no weights) and returns its family's name and the denoiser's config.
+    Refuses a transformer pipeline of another kind, and a resolution that is not a multiple of the VAE's
+    downsampling factor, times the transformer's patch (FLUX packs 2×2 latents), and of what the family's
+    pipeline requires of an image size."""
     from diffusers import AutoencoderKL
 
     try:
@@ -183,7 +185,7 @@ def check_pipeline_class(path: str, index: dict, name: str) -> None:
         )
 
 
-def check_family_options(args, name: str) -> None:
+def check_family_options(args, name: str, denoiser_config: dict) -> None:
     """Refuses, in one line and before any weights load, the options the model's family cannot take (the
     flags as given: family defaults are filled in afterwards)."""
     family = FAMILIES[name]
@@ -200,18 +202,10 @@ def check_family_options(args, name: str) -> None:
                 "flow-matching scheduler: use --generation_scheduler model"
             )
     else:
-        for flag in (
-            "weighting_scheme",
-            "logit_mean",
-            "logit_std",
-            "mode_scale",
-            "precondition_outputs",
-            "guidance_scale",
-        ):
+        for flag in FLOW_MATCHING_FLAGS:
             if getattr(args, flag) is not None:
-                raise InputError(f"--{flag} is for SD3 and FLUX (flow matching); drop it for {pipeline}")
-        if args.t5 is not None:
-            raise InputError(f"--t5 is for SD3 and FLUX; {pipeline} has no T5 encoder")
+                reason = "has no T5 encoder" if flag == "t5" else "is not trained by flow matching"
+                raise InputError(f"--{flag} is for SD3 and FLUX; {pipeline} {reason}, so drop it")
     if args.t5 == "cpu" and (args.adversarial_refresh_steps or args.evaluation_attacks):
         raise InputError(
             "--t5 cpu cannot be combined with --adversarial_refresh_steps or --evaluation_attacks: their learned "
@@ -220,6 +214,10 @@ def check_family_options(args, name: str) -> None:
     if name == SD3 and args.guidance_scale is not None:
         raise InputError(
             "--guidance_scale is FLUX's guidance embedding; SD3 uses classifier-free guidance (--generation_guidance_scale)"
+        )
+    if name == FLUX and args.guidance_scale is not None and not denoiser_config.get("guidance_embeds"):
+        raise InputError(
+            "--guidance_scale: this FLUX model has no guidance embedding (FLUX.1 [schnell]); drop the flag"
         )
     if name == FLUX and args.t5 == "drop":
         raise InputError("--t5 drop is for SD3: FluxPipeline needs its T5 encoder; --t5 cpu keeps it off the GPU")

@@ -10,6 +10,16 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 # Flow matching (SD3, FLUX): how σ is drawn and weighted, the names of diffusers' SD3/FLUX training scripts.
 WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none")
 T5_PLACEMENTS = ("device", "cpu", "drop")  # --t5: with the rest, kept on the CPU, or (SD3) not loaded
+# The flags only SD3 and FLUX take: unset (None) for SD and SDXL, filled in for the flow-matching families.
+FLOW_MATCHING_FLAGS = (
+    "weighting_scheme",
+    "logit_mean",
+    "logit_std",
+    "mode_scale",
+    "precondition_outputs",
+    "guidance_scale",
+    "t5",
+)
 # diffusers' SD3/FLUX scripts' defaults of the σ schemes' parameters (filled in for those families only).
 FLOW_MATCHING_DEFAULTS = {"logit_mean": 0.0, "logit_std": 1.0, "mode_scale": 1.29}
 TRAIN_METHODS = ("full", "xattn", "noxattn", "selfattn", "notime")

@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from benchmarks.digits.train_base import DEFAULT_MODEL_DIR  # noqa: E402
+from pipelines.options import FLOW_MATCHING_FLAGS  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_FILE = os.path.join(HERE, "results.jsonl")
@@ -68,21 +69,19 @@ BEFORE_SPEEDUPS = {
 }
 # Arguments added since those records were made, at the values that reproduce what ran before they existed:
 # left out of the fingerprint, so the old records keep theirs.
-# Issue 17's SD3/FLUX flags, unset for an SD model: left out of every benchmark's fingerprints.
-FLOW_MATCHING_FLAGS = dict.fromkeys(
-    ("t5", "weighting_scheme", "logit_mean", "logit_std", "mode_scale", "precondition_outputs", "guidance_scale")
+# Issue 17's SD3/FLUX flags are unset for an SD model: left out of every benchmark's fingerprints.
+LATER_ARGUMENTS = {"lambda_refresh_steps": 1, "generation_scheduler": "model", **dict.fromkeys(FLOW_MATCHING_FLAGS)}
+# Issue 16's defences and training-time attacks, at the script's defaults (off): left out of this benchmark's
+# and the methods benchmark's fingerprints (the robustness records were made with them present).
+DEFENCE_FLAGS = (
+    "adversarial_refresh_steps",
+    "adversarial_steps",
+    "adversarial_learning_rate",
+    "relearn_resistance_steps",
+    "relearn_resistance_step_size",
+    "relearn_resistance_weight",
+    "evaluation_attacks",
 )
-# Issue 16's defences and the training-time attacks, off (its robustness records were made with them present).
-DEFENCES_OFF = {
-    "adversarial_refresh_steps": 0,
-    "adversarial_steps": 10,
-    "adversarial_learning_rate": 5e-3,
-    "relearn_resistance_steps": 0,
-    "relearn_resistance_step_size": 1e-4,
-    "relearn_resistance_weight": 1.0,
-    "evaluation_attacks": None,
-}
-LATER_ARGUMENTS = {"lambda_refresh_steps": 1, "generation_scheduler": "model", **FLOW_MATCHING_FLAGS}
 
 
 def _before_speedups(flags: dict, description: str, real_remain: bool = False) -> Variant:
@@ -182,7 +181,8 @@ OUTSIDE_THE_FINGERPRINT = ("allow_unverified_engine",)
 def resolved_arguments(argv: list[str], digit: int, later: dict | None = None) -> dict:
     """Every train_erasediff.py argument of a run after its defaults are filled in, without the run's temporary
     folders, and the measurement's size: what decides a record. Arguments at the value ``later`` gives (by
-    default LATER_ARGUMENTS and DEFENCES_OFF: added after this benchmark's records) are left out."""
+    default LATER_ARGUMENTS and the DEFENCE_FLAGS at their defaults: added after this benchmark's records) are
+    left out."""
     import train_erasediff
 
     parsed = train_erasediff.parse_args(argv)
@@ -191,7 +191,10 @@ def resolved_arguments(argv: list[str], digit: int, later: dict | None = None) -
     arguments.pop("output_dir")
     for name in OUTSIDE_THE_FINGERPRINT:
         arguments.pop(name)
-    for name, value in (later if later is not None else {**LATER_ARGUMENTS, **DEFENCES_OFF}).items():
+    if later is None:
+        parser = train_erasediff.build_parser()
+        later = {**LATER_ARGUMENTS, **{name: parser.get_default(name) for name in DEFENCE_FLAGS}}
+    for name, value in later.items():
         if arguments.get(name) == value:
             arguments.pop(name)
     if arguments.get("remain_data_dir"):
